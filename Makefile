@@ -1,0 +1,91 @@
+# Comet build. `make` builds everything into build/; `make test`, `make bench`, `make run`.
+# Quiet unless V=1.
+
+CXX      ?= g++
+CC       ?= gcc
+BUILD    := build
+OPT      ?= -O2
+CXXFLAGS := -std=c++20 $(OPT) -g -Wall -Wextra -Werror -fPIC -pthread \
+            -msse4.2 -Ilib/include -Ilib/src -Ishm $(EXTRA_CXXFLAGS)
+LDLIBS   := -lzstd -pthread
+Q        := $(if $(V),,@)
+
+.DELETE_ON_ERROR:
+.PHONY: all lib tools tests benches deps test run bench clean
+
+LIB_SRCS  := $(wildcard lib/src/*.cc) $(wildcard shm/*.cc)
+LIB_OBJS  := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LIB_SRCS))
+TOOL_SRCS := $(wildcard tools/*.cc)
+TOOL_OBJS := $(patsubst %.cc,$(BUILD)/obj/%.o,$(TOOL_SRCS))
+TEST_SRCS := $(wildcard tests/*_test.cc)
+TEST_OBJS := $(patsubst %.cc,$(BUILD)/obj/%.o,$(TEST_SRCS))
+BENCH_SRCS := $(wildcard bench/*.cc)
+BENCH_OBJS := $(patsubst %.cc,$(BUILD)/obj/%.o,$(BENCH_SRCS))
+
+all: lib tools
+
+lib: $(BUILD)/lib/libcomet.a $(BUILD)/lib/libcomet.so
+tools: $(BUILD)/bin/comet
+
+$(BUILD)/obj/%.o: %.cc
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CXX     $<")
+	$(Q)$(CXX) $(CXXFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/lib/libcomet.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/lib/libcomet.so: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CXX) -shared -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/comet: $(TOOL_OBJS) $(BUILD)/lib/libcomet.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CXX) -o $@ $(TOOL_OBJS) $(BUILD)/lib/libcomet.a $(LDLIBS)
+
+$(BUILD)/bin/comet_tests: $(TEST_OBJS) $(BUILD)/lib/libcomet.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CXX) -o $@ $(TEST_OBJS) $(BUILD)/lib/libcomet.a -lgtest -lgtest_main $(LDLIBS)
+
+$(BUILD)/bin/comet_bench: $(BENCH_OBJS) $(BUILD)/lib/libcomet.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CXX) -o $@ $(BENCH_OBJS) $(BUILD)/lib/libcomet.a -lbenchmark $(LDLIBS)
+
+tests: $(BUILD)/bin/comet_tests tools
+benches: $(BUILD)/bin/comet_bench
+
+# Every Debian package the build, the tests and the benchmarks need. Idempotent: installs
+# nothing when all are present.
+DEB_PKGS := g++ make libzstd-dev libboost-dev libgtest-dev libbenchmark-dev libbpf-dev \
+            bpftool clang llvm libelf-dev zlib1g-dev systemtap-sdt-dev pkg-config
+deps:
+	$(Q)missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	    | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "  DEPS    installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# Tests run one binary; COMET_TEST_BIN lets process tests re-execute the tools.
+test: deps
+	$(Q)$(MAKE) --no-print-directory tests
+	$(Q)COMET_BIN=$(abspath $(BUILD)/bin/comet) $(BUILD)/bin/comet_tests $(GTEST_ARGS)
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory tools
+	$(Q)$(BUILD)/bin/comet demo $${COMET_DIR:-$(BUILD)/demo}
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory benches
+	$(Q)$(BUILD)/bin/comet_bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

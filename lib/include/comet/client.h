@@ -1,0 +1,187 @@
+// The Comet client: open a data directory, append to streams, read them back.
+//
+// Thread safety: a Client is safe to use from many threads at once. Many threads may append to
+// the same stream concurrently; entry numbers are dense per stream and each returned id reads
+// back its own payload. Entries and Iterators are not thread-safe; use one per thread.
+//
+// Durability: when Append returns OK the entries are in the shared page-cache mapping of their
+// segment, so a crash of the process at any instant loses none of them. Power loss is covered
+// by sync.mode (see config.h).
+//
+// Writers: opening a directory for writing takes an exclusive claim on it; a second writer
+// (another process, or another Client in this process) gets NOT_OWNER. Open with
+// open.read_only = true to read a directory that another process writes.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "comet/config.h"
+#include "comet/status.h"
+#include "comet/stream.h"
+
+namespace comet {
+
+namespace internal {
+class ClientImpl;
+class Shard;
+class Segment;
+}  // namespace internal
+
+// One entry read back. `data` is a view: for an uncompressed entry it points straight into the
+// segment mapping (zero-copy), for a compressed one into this Entry's own buffer. The view stays
+// valid until this Entry is destroyed, reassigned or reused by another read; the Entry keeps the
+// segment mapped even if the file is deleted meanwhile.
+class Entry {
+ public:
+  Entry();
+  ~Entry();
+  Entry(Entry&&) noexcept;
+  Entry& operator=(Entry&&) noexcept;
+
+  EntryId id;
+  int64_t timestamp_ns = 0;
+  std::string_view data;
+  bool compressed = false;      // stored zstd-compressed (data is already decompressed)
+  uint32_t stored_size = 0;     // bytes the payload occupies on disk
+
+ private:
+  friend class internal::Shard;
+  friend class Iterator;
+  std::shared_ptr<internal::Segment> segment_;
+  std::string buffer_;
+};
+
+// Reads a stream in entry order from a starting entry. Created by Client::Scan.
+class Iterator {
+ public:
+  Iterator();
+  ~Iterator();
+  Iterator(Iterator&&) noexcept;
+  Iterator& operator=(Iterator&&) noexcept;
+
+  // Reads the next entry into *out. Returns OK and advances; NOT_FOUND at the current end of the
+  // stream (call again later to see new entries; the position does not move); CORRUPT for a
+  // damaged entry (the position moves past it, so the next call reads on); other codes for
+  // entries in a gap (skipped: the position moves to the first entry after the gap).
+  Status Next(Entry* out);
+  // The entry number the next call will read.
+  uint64_t position() const { return next_; }
+
+ private:
+  friend class internal::ClientImpl;
+  friend class Client;
+  std::shared_ptr<internal::Shard> shard_;
+  std::shared_ptr<internal::Segment> segment_;
+  uint64_t next_ = 0;
+  uint64_t offset_ = 0;       // byte offset of entry next_ in segment_, when known
+  uint64_t committed_ = 0;    // cached committed entry count
+};
+
+// What Inspect reports about one segment.
+struct SegmentInfo {
+  std::string file;          // path relative to the data directory
+  uint64_t base_entry = 0;
+  uint64_t entries = 0;
+  uint64_t bytes = 0;        // bytes of records (header excluded)
+  int64_t created_ns = 0;
+  bool sealed = false;
+};
+
+struct StreamInfo {
+  std::string name;          // a stream of this prefix and shard
+  EntryId first;             // first readable entry
+  uint64_t next_entry = 0;   // entries [first.entry, next_entry) exist, less any gaps
+  std::vector<SegmentInfo> segments;
+  std::vector<std::pair<uint64_t, uint64_t>> gaps;  // [from, to) missing
+  uint64_t corrupt_records = 0;                     // found so far
+};
+
+struct Stats {
+  uint64_t appended_entries = 0, appended_bytes = 0, stored_bytes = 0, compressed_entries = 0,
+           rotations = 0, syncs = 0, corrupt_records = 0, torn_tails = 0, gaps = 0,
+           failed_appends = 0, streams = 0, segments = 0;
+};
+
+// A handle on one stream, owned by its Client; valid until the Client is closed. Appending
+// through a handle skips the name lookup.
+class Stream {
+ public:
+  const std::string& name() const;
+  uint32_t prefix_id() const;
+  uint32_t shard() const;
+
+ private:
+  friend class internal::ClientImpl;
+  friend class Client;
+  explicit Stream(std::shared_ptr<internal::Shard> s);
+  std::shared_ptr<internal::Shard> shard_;
+};
+
+class Client {
+ public:
+  // Opens (creating if needed) the data directory `dir`. For a writer this takes the exclusive
+  // claim, runs recovery on every stream found (torn tails truncated, corruption reported, the
+  // index and control region rebuilt where missing or damaged) before returning.
+  static Result<std::unique_ptr<Client>> Open(const std::string& dir, const Config& cfg = {});
+  ~Client();  // closes
+
+  // Flushes per sync.mode, stops background work, releases the claim. Idempotent. Calls after
+  // Close fail with CLOSED.
+  Status Close();
+
+  // Returns the handle for a stream, registering the prefix in this directory if new.
+  // Read-only clients get NOT_FOUND for streams that do not exist.
+  Result<Stream*> GetStream(std::string_view name);
+
+  // Appends entries in order; ids_out (if not null) receives entries.size() ids in input
+  // order. The batch is all or nothing: on failure no entry of it becomes visible.
+  Status Append(Stream* s, std::span<const std::string_view> entries, EntryId* ids_out = nullptr);
+  Status Append(std::string_view stream, std::span<const std::string_view> entries,
+                EntryId* ids_out = nullptr);
+  Status Append(std::string_view stream, std::string_view entry, EntryId* id_out = nullptr) {
+    return Append(stream, std::span<const std::string_view>(&entry, 1), id_out);
+  }
+
+  // Makes every entry appended so far durable (fdatasync), whatever sync.mode says.
+  Status Sync();
+
+  // Reads one entry. NOT_FOUND beyond the end, before the first retained entry, or in a gap;
+  // CORRUPT if the record fails its CRC.
+  Status Read(std::string_view stream, uint64_t entry, Entry* out);
+  Status Read(Stream* s, uint64_t entry, Entry* out);
+  // Reads up to `max` entries from `from` (stopping at the end). Damaged entries are skipped and
+  // counted in *corrupt (if not null).
+  Status ReadRange(std::string_view stream, uint64_t from, size_t max, std::vector<Entry>* out,
+                   uint64_t* corrupt = nullptr);
+  // An iterator from entry `from`.
+  Result<Iterator> Scan(std::string_view stream, uint64_t from);
+  Result<Iterator> Scan(Stream* s, uint64_t from);
+
+  // The next entry number of a stream (entries below it exist or existed). 0 for a stream
+  // without entries.
+  Result<uint64_t> Length(std::string_view stream);
+  // Every stream in the directory, sorted by prefix then shard.
+  std::vector<std::string> Streams();
+  Result<StreamInfo> Inspect(std::string_view stream);
+  // Checks the CRC of every record of every stream; returns the number of bad records and a
+  // line per problem (what and where) in *problems.
+  Result<uint64_t> Verify(std::vector<std::string>* problems);
+  Stats GetStats();
+  // What Open found and repaired (torn tails removed, damaged records, gaps, a rebuilt control
+  // file), one line each naming the file and offset. Empty for a clean directory.
+  const std::vector<std::string>& RecoveryReport() const;
+
+  const std::string& dir() const;
+  const Config& config() const;
+
+ private:
+  explicit Client(std::unique_ptr<internal::ClientImpl> impl);
+  std::unique_ptr<internal::ClientImpl> impl_;
+};
+
+}  // namespace comet

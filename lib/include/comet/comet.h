@@ -1,0 +1,86 @@
+/* Comet C ABI: a stable interface for C servers and other languages.
+ *
+ * Conventions:
+ *  - Opaque handles (comet_config, comet_client); the caller frees what it creates.
+ *  - Byte strings are pointer + length; names are NUL-terminated UTF-8/ASCII.
+ *  - Every function returns COMET_OK (0) or a negative COMET_ERR_* code; no exception or signal
+ *    crosses this boundary. After a failure, comet_last_error() returns a message for this
+ *    thread naming what failed and where (path, stream, shard, entry, offset).
+ *  - A comet_client is thread-safe; a comet_config is not.
+ */
+#ifndef COMET_COMET_H_
+#define COMET_COMET_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct comet_config comet_config;
+typedef struct comet_client comet_client;
+
+/* prefix_id: the stream prefix's number in this data directory, assigned by Comet, stable for
+   the directory's life, so an id names one entry of one stream unambiguously. */
+typedef struct comet_id {
+  uint32_t prefix_id;
+  uint32_t shard;
+  uint64_t entry;
+} comet_id;
+
+enum {
+  COMET_OK = 0,
+  COMET_ERR_INVALID = -1,
+  COMET_ERR_IO = -2,
+  COMET_ERR_CORRUPT = -3,
+  COMET_ERR_NOT_OWNER = -4,
+  COMET_ERR_CLOSED = -5,
+  COMET_ERR_FULL = -6,
+  COMET_ERR_TOO_LARGE = -7,
+  COMET_ERR_NOT_FOUND = -8,
+  COMET_ERR_TIMEOUT = -9,
+  COMET_ERR_VERSION = -10
+};
+
+/* Configuration: defaults, then string keys ("sync.mode", "always"). Unknown keys and bad
+   values fail with COMET_ERR_INVALID. */
+comet_config *comet_config_new(void);
+int comet_config_set(comet_config *cfg, const char *key, const char *value);
+void comet_config_free(comet_config *cfg);
+
+/* Opens (creating if needed) a data directory; cfg NULL means defaults. *out is set only on
+   success. */
+int comet_open(const char *dir, const comet_config *cfg, comet_client **out);
+/* Flushes per sync.mode, releases everything and frees c. */
+int comet_close(comet_client *c);
+
+/* Appends n entries to a stream ("<prefix>:shard:<NNNN>"), all or nothing. ids_out, if not
+   NULL, receives n ids in input order. */
+int comet_append(comet_client *c, const char *stream, const void *const *data, const size_t *lens,
+                 size_t n, comet_id *ids_out);
+/* Makes everything appended so far durable (fdatasync). */
+int comet_sync(comet_client *c);
+/* Copies entry `entry` of `stream` into buf. COMET_ERR_TOO_LARGE if cap is short (then
+   *len_out, if not NULL, holds the size needed). timestamp_ns_out may be NULL. */
+int comet_read(comet_client *c, const char *stream, uint64_t entry, void *buf, size_t cap,
+               size_t *len_out, int64_t *timestamp_ns_out);
+/* The next entry number of a stream (0 if it has no entries). */
+int comet_length(comet_client *c, const char *stream, uint64_t *out);
+
+/* Stable key -> shard routing (jump consistent hash); shard_count 0 means 16. */
+uint32_t comet_pick_shard(const void *key, size_t len, uint32_t shard_count);
+/* Writes "<prefix>:shard:<NNNN>" into buf; COMET_ERR_TOO_LARGE if cap is short. */
+int comet_stream_name(const char *prefix, uint32_t shard, char *buf, size_t cap);
+
+/* A static name for an error code ("COMET_ERR_NOT_FOUND"). */
+const char *comet_strerror(int err);
+/* This thread's message for its last failure ("" if none). Valid until this thread's next
+   Comet call. */
+const char *comet_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* COMET_COMET_H_ */

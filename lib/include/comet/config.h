@@ -1,0 +1,90 @@
+// Configuration: one struct with grouped fields, each with its default and trade-off.
+//
+// Every field can also be set by key as a string (the C ABI's comet_config_set), with the same
+// validation: unknown keys and bad values are refused with a message naming key and value.
+// Durations accept "250ms", "1s", "5m", "2h", "7d", "500us", "100ns" or a plain number of
+// nanoseconds; sizes accept "4096", "64KiB", "64MiB", "1GiB" (and KB/MB/GB as powers of 1000).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "comet/status.h"
+
+namespace comet {
+
+enum class SyncMode {
+  kNone,      // never fdatasync; the kernel writes back. A process crash loses nothing
+              // acknowledged; a power loss loses what the kernel had not written.
+  kInterval,  // a background thread group-commits fdatasync every sync.interval or every
+              // sync.entries entries per shard, whichever comes first (default)
+  kAlways,    // append returns after fdatasync; concurrent appenders share one fdatasync
+};
+
+struct Config {
+  struct Storage {
+    // A segment is rotated before it would exceed this; only a single larger entry makes a
+    // bigger segment. Larger segments mean fewer files and rotations; smaller ones let
+    // retention free space in finer steps. Range 4 KiB .. 4 GiB.
+    uint64_t max_segment_bytes = 64ull << 20;
+    // Largest entry accepted; larger appends fail with TOO_LARGE. At most 1 GiB - 1.
+    uint64_t max_entry_bytes = 64ull << 20;
+    // How far ahead of the writer the background thread pre-faults segment pages
+    // (MADV_POPULATE_WRITE), so the hot path never takes a page fault. 0 disables.
+    uint64_t prefault_bytes = 4ull << 20;
+    // Capacity of the control region's shard table: distinct (prefix, shard) streams this
+    // directory can ever hold. Fixed when the control file is created.
+    uint32_t max_streams = 4096;
+  } storage;
+
+  struct Sync {
+    SyncMode mode = SyncMode::kInterval;
+    uint64_t interval_ns = 1'000'000'000;  // sync.interval
+    uint64_t entries = 1000;               // sync.entries: sync early after this many entries
+  } sync;
+
+  struct Compression {
+    // Entries of at least this many bytes are zstd-compressed (outside any lock) when that
+    // makes them smaller. 0 disables compression.
+    uint64_t min_bytes = 4096;
+    int level = 1;  // zstd level 1..19; higher is smaller and slower
+  } compression;
+
+  struct Index {
+    // One sparse index node every this many entries: a read walks at most interval-1 record
+    // headers from its node. Memory: 4 bytes per node.
+    uint32_t interval = 64;
+  } index;
+
+  struct Open {
+    // Open without the writer claim: no recovery, no appends; reads what writers published.
+    // Tools use this to read a directory that a live process is writing.
+    bool read_only = false;
+  } open;
+
+  // Presets.
+  static Config Default() { return Config(); }
+  // Segment size from a memory budget spread over the shards (clamped to 1 MiB .. 1 GiB).
+  static Config Optimized(uint32_t shard_count, uint64_t memory_mb);
+  // Batches and big syncs: sync every 5 s or 100k entries, compress only >= 1 MiB entries,
+  // sparser index.
+  static Config HighThroughput();
+  // Compress entries >= 512 bytes at zstd level 6.
+  static Config HighCompression();
+
+  // Sets one field by key ("sync.mode", "always"). Unknown keys and bad values fail with
+  // COMET_ERR_INVALID naming the key and the value.
+  Status Set(std::string_view key, std::string_view value);
+  // Checks cross-field constraints; called by Client::Open.
+  Status Validate() const;
+  // Every key Set accepts, in a stable order.
+  static const std::vector<std::string>& Keys();
+};
+
+// Parsers shared with the tools. They fail with COMET_ERR_INVALID and say why.
+Result<uint64_t> ParseDuration(std::string_view text);
+Result<uint64_t> ParseSize(std::string_view text);
+
+}  // namespace comet

@@ -1,0 +1,249 @@
+// Comet's persistent and shared formats, all in one place.
+//
+// Everything Comet writes to disk or shares between processes is defined here: the data
+// directory layout, the segment header, the record header, the sparse index file and the
+// control region. Every multi-byte integer on disk is little-endian and is read and written
+// through the helpers at the bottom of this file, never by copying a struct. The control
+// region is shared memory between processes of one machine, so it is native-endian and made
+// of std::atomic fields at pinned offsets.
+//
+// Data directory (no absolute path is stored anywhere; the directory can be moved):
+//
+//   DIR/comet.ctl                       control region (shared memory, see below)
+//   DIR/comet.lock                      exclusive writer claim (OFD lock; holds the pid as text)
+//   DIR/streams/<prefix id:08X>/PREFIX  the stream prefix's name (also in every segment header)
+//   DIR/streams/<prefix id:08X>/<shard:04X>/<base entry:016X>.seg   segment files
+//   DIR/streams/<prefix id:08X>/<shard:04X>/<base entry:016X>.idx   sparse index (a cache)
+//
+// Segment file (preallocated to storage.max_segment_bytes, truncated to its data when sealed):
+//
+//   +--------------------+---------+---------+-----+---------+----------------------+
+//   | header (256 bytes) | record0 | record1 | ... | recordN | zeros (preallocated) |
+//   +--------------------+---------+---------+-----+---------+----------------------+
+//
+//   Segment header:
+//     off size field
+//       0   4  magic          "CMTS"
+//       4   2  major          kFormatMajor; a reader rejects another major
+//       6   2  minor          kFormatMinor; additions only
+//       8   4  header_size    kSegmentHeaderSize
+//      12   4  prefix_id      the stream prefix's number in this directory
+//      16   4  shard          0..0xFFFF
+//      20   4  prefix_len     1..kMaxPrefixLen
+//      24   8  base_entry     entry number of record0
+//      32   8  created_ns     wall clock, nanoseconds since the Unix epoch
+//      40   4  header_crc     masked CRC32C of bytes [0,40) then the prefix_len name bytes
+//      44   4  seal_crc       masked CRC32C of bytes [48,64); 0 while the segment is active
+//      48   8  sealed_count   number of records (valid when seal_crc matches)
+//      56   8  sealed_end     byte offset just past the last record (valid when sealed)
+//      64 192  prefix         the stream prefix's bytes, zero padded
+//
+//   Record (16 bytes of framing, then the payload; records are packed, no padding):
+//     off size field
+//       0   4  crc            masked CRC32C of the payload, then bytes [4,16) of this header
+//       4   4  size_flags     bits 0..29: stored payload length; bit 30: kFlagZstd;
+//                             bit 31: reserved, must be 0
+//       8   8  timestamp_ns   wall clock at append, nanoseconds since the Unix epoch
+//      16      payload        size bytes (zstd frame when kFlagZstd is set)
+//
+//   An all-zero header never passes its CRC, so the preallocated zeros after the last record
+//   are a clean end. The CRC covers the payload first so that it can be computed before the
+//   writer takes the shard lock (payload and timestamp are known before the position is).
+//
+// Index file (a cache: rebuilt from the segment when missing, stale or corrupt):
+//     off size field
+//       0   4  magic          "CMTI"
+//       4   2  major  6 2 minor
+//       8   4  interval       one node every `interval` entries
+//      12   4  node_count
+//      16   8  base_entry     must equal the segment's
+//      24   8  entry_count    must equal the segment's sealed_count
+//      32   8  data_end       must equal the segment's sealed_end
+//      40   4  segment_crc    the segment's header_crc (ties the index to one segment)
+//      44   4  crc            masked CRC32C of bytes [0,44) then the node array
+//      48      nodes          node_count x u32: byte offset of entry base_entry + i*interval
+//
+// Control region: see ControlHeader below.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace comet::format {
+
+inline constexpr uint16_t kFormatMajor = 1;
+inline constexpr uint16_t kFormatMinor = 0;
+
+// ---- segment header --------------------------------------------------------------------------
+inline constexpr uint32_t kSegmentMagic = 0x53544D43;  // "CMTS" little-endian
+inline constexpr size_t kSegmentHeaderSize = 256;
+inline constexpr size_t kMaxPrefixLen = 192;
+
+namespace seg {
+inline constexpr size_t kMagic = 0, kMajor = 4, kMinor = 6, kHeaderSize = 8, kPrefixId = 12,
+                        kShard = 16, kPrefixLen = 20, kBaseEntry = 24, kCreatedNs = 32,
+                        kHeaderCrc = 40, kSealCrc = 44, kSealedCount = 48, kSealedEnd = 56,
+                        kPrefix = 64;
+static_assert(kPrefix + kMaxPrefixLen == kSegmentHeaderSize);
+static_assert(kSealedEnd + 8 == kPrefix);
+static_assert(kHeaderCrc == 40 && kSealCrc == 44 && kSealedCount == 48);
+}  // namespace seg
+
+// ---- record header ---------------------------------------------------------------------------
+inline constexpr size_t kRecordHeaderSize = 16;
+inline constexpr uint32_t kSizeMask = (1u << 30) - 1;
+inline constexpr uint32_t kFlagZstd = 1u << 30;
+inline constexpr uint32_t kFlagReserved = 1u << 31;
+inline constexpr uint64_t kMaxStoredSize = kSizeMask;  // 1 GiB - 1
+
+namespace rec {
+inline constexpr size_t kCrc = 0, kSizeFlags = 4, kTimestamp = 8, kPayload = 16;
+static_assert(kPayload == kRecordHeaderSize);
+}  // namespace rec
+
+// ---- index file ------------------------------------------------------------------------------
+inline constexpr uint32_t kIndexMagic = 0x49544D43;  // "CMTI"
+inline constexpr size_t kIndexHeaderSize = 48;
+
+namespace idx {
+inline constexpr size_t kMagic = 0, kMajor = 4, kMinor = 6, kInterval = 8, kNodeCount = 12,
+                        kBaseEntry = 16, kEntryCount = 24, kDataEnd = 32, kSegmentCrc = 40,
+                        kCrc = 44, kNodes = 48;
+static_assert(kNodes == kIndexHeaderSize);
+}  // namespace idx
+
+// ---- control region (DIR/comet.ctl) ----------------------------------------------------------
+//
+//   +--------------------+-------------------------------+--------------------------------+
+//   | ControlHeader      | ProcessSlot[max_processes]    | ShardSlot[max_shards]          |
+//   | 4096 bytes         | 128 bytes each                | 256 bytes each                 |
+//   +--------------------+-------------------------------+--------------------------------+
+//
+// Offsets, never pointers. Every field that changes after creation is a lock-free atomic; each
+// group written by a different party sits on its own 64-byte cache line. The creator fills the
+// file, then publishes `version` last with a release store; an attacher waits for a non-zero
+// version and rejects another major by name.
+inline constexpr uint64_t kControlMagic = 0x4C5443544D4F43ull;  // "COMTCTL\0"
+inline constexpr size_t kCacheLine = 64;
+inline constexpr size_t kControlHeaderSize = 4096;
+inline constexpr uint32_t kControlMajor = 1;
+inline constexpr uint32_t kControlMinor = 0;
+
+constexpr uint32_t control_version(uint32_t major, uint32_t minor) { return major << 16 | minor; }
+
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+
+struct ControlHeader {
+  uint64_t magic;                       // 0   kControlMagic
+  std::atomic<uint32_t> version;        // 8   control_version(major, minor); 0 while creating
+  uint32_t header_size;                 // 12  kControlHeaderSize
+  uint32_t max_processes;               // 16
+  uint32_t max_shards;                  // 20
+  uint64_t file_size;                   // 24
+  int64_t created_ns;                   // 32
+  uint64_t process_table_offset;        // 40
+  uint64_t shard_table_offset;          // 48
+  uint32_t header_crc;                  // 56  masked CRC32C of bytes [0,56) with version = 0
+  uint32_t reserved0;                   // 60
+  alignas(kCacheLine) std::atomic<uint32_t> shard_count;  // 64: slots in use (append-only)
+  std::atomic<uint32_t> registry_lock;  // 68: 0 free, else holder; guards slot allocation
+  std::atomic<uint64_t> generation;     // 72: bumped on every rebuild of this file
+  alignas(kCacheLine) std::atomic<uint64_t> rebuilds;        // 128: times the region was rebuilt
+  std::atomic<uint64_t> corrupt_records;                     // 136: CRC failures seen, all shards
+  std::atomic<uint64_t> torn_tails;                          // 144: torn tails truncated
+  std::atomic<uint64_t> gaps;                                // 152: missing segments reported
+};
+static_assert(offsetof(ControlHeader, magic) == 0);
+static_assert(offsetof(ControlHeader, version) == 8);
+static_assert(offsetof(ControlHeader, header_size) == 12);
+static_assert(offsetof(ControlHeader, max_processes) == 16);
+static_assert(offsetof(ControlHeader, max_shards) == 20);
+static_assert(offsetof(ControlHeader, file_size) == 24);
+static_assert(offsetof(ControlHeader, created_ns) == 32);
+static_assert(offsetof(ControlHeader, process_table_offset) == 40);
+static_assert(offsetof(ControlHeader, shard_table_offset) == 48);
+static_assert(offsetof(ControlHeader, header_crc) == 56);
+static_assert(offsetof(ControlHeader, shard_count) == 64);
+static_assert(offsetof(ControlHeader, registry_lock) == 68);
+static_assert(offsetof(ControlHeader, generation) == 72);
+static_assert(offsetof(ControlHeader, rebuilds) == 128);
+static_assert(offsetof(ControlHeader, corrupt_records) == 136);
+static_assert(offsetof(ControlHeader, torn_tails) == 144);
+static_assert(offsetof(ControlHeader, gaps) == 152);
+static_assert(sizeof(ControlHeader) <= kControlHeaderSize);
+
+// One per process that has the directory open (multi-process mode fills these; a single writer
+// records itself in slot 0). Liveness is the OFD lock on DIR/comet.lock.<slot>, not these bytes.
+struct ProcessSlot {
+  std::atomic<uint32_t> state;          // 0   0 free, 1 claiming, 2 live
+  uint32_t pid;                         // 4
+  uint64_t start_time;                  // 8   /proc/<pid>/stat starttime (PID-reuse guard)
+  std::atomic<uint64_t> epoch;          // 16  bumped each time the slot is claimed
+  uint8_t reserved[104];                // 24
+};
+static_assert(offsetof(ProcessSlot, state) == 0);
+static_assert(offsetof(ProcessSlot, pid) == 4);
+static_assert(offsetof(ProcessSlot, start_time) == 8);
+static_assert(offsetof(ProcessSlot, epoch) == 16);
+static_assert(sizeof(ProcessSlot) == 128);
+
+// One per (prefix id, shard) that has ever been opened for writing in this directory.
+struct ShardSlot {
+  // line 0: identity, written once while holding the registry lock, then published by `state`.
+  std::atomic<uint32_t> state;          // 0   0 free, 1 ready
+  uint32_t prefix_id;                   // 4
+  uint32_t shard;                       // 8
+  uint32_t reserved0;                   // 12
+  std::atomic<uint64_t> owner;          // 16  (process slot + 1) << 32 | epoch; 0 = none
+  uint8_t pad0[40];                     // 24
+  // line 1: the writer's publication. committed_entry is stored last, with release.
+  std::atomic<uint64_t> committed_entry;   // 64  next entry number; all below are readable
+  std::atomic<uint64_t> committed_offset;  // 72  byte end of the last record in the active segment
+  std::atomic<uint64_t> active_base;       // 80  base entry of the active segment
+  std::atomic<uint64_t> synced_entry;      // 88  entries below this survived fdatasync
+  uint8_t pad1[32];                     // 96
+  // line 2: waiting readers (futex word and waiter count).
+  std::atomic<uint32_t> futex_seq;      // 128
+  std::atomic<uint32_t> waiters;        // 132
+  uint8_t pad2[56];                     // 136
+  // line 3: per-shard counters.
+  std::atomic<uint64_t> appended_entries;  // 192
+  std::atomic<uint64_t> appended_bytes;    // 200 payload bytes as given by the caller
+  std::atomic<uint64_t> stored_bytes;      // 208 bytes written to segments (framing included)
+  std::atomic<uint64_t> compressed_entries;// 216
+  std::atomic<uint64_t> rotations;         // 224
+  std::atomic<uint64_t> syncs;             // 232
+  std::atomic<uint64_t> corrupt_records;   // 240
+  std::atomic<uint64_t> failed_appends;    // 248
+};
+static_assert(offsetof(ShardSlot, owner) == 16);
+static_assert(offsetof(ShardSlot, committed_entry) == 64);
+static_assert(offsetof(ShardSlot, committed_offset) == 72);
+static_assert(offsetof(ShardSlot, active_base) == 80);
+static_assert(offsetof(ShardSlot, synced_entry) == 88);
+static_assert(offsetof(ShardSlot, futex_seq) == 128);
+static_assert(offsetof(ShardSlot, waiters) == 132);
+static_assert(offsetof(ShardSlot, appended_entries) == 192);
+static_assert(offsetof(ShardSlot, failed_appends) == 248);
+static_assert(sizeof(ShardSlot) == 256);
+
+constexpr size_t control_file_size(uint32_t max_processes, uint32_t max_shards) {
+  return kControlHeaderSize + size_t{max_processes} * sizeof(ProcessSlot) +
+         size_t{max_shards} * sizeof(ShardSlot);
+}
+
+// ---- little-endian helpers -------------------------------------------------------------------
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "the on-disk format is little-endian; add byte swaps for this target");
+
+inline uint16_t load16(const void* p) { uint16_t v; std::memcpy(&v, p, 2); return v; }
+inline uint32_t load32(const void* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
+inline uint64_t load64(const void* p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
+inline void store16(void* p, uint16_t v) { std::memcpy(p, &v, 2); }
+inline void store32(void* p, uint32_t v) { std::memcpy(p, &v, 4); }
+inline void store64(void* p, uint64_t v) { std::memcpy(p, &v, 8); }
+
+}  // namespace comet::format

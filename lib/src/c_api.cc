@@ -1,0 +1,165 @@
+// The C ABI: a thin layer over the C++ API. No exception crosses it; every failure sets the
+// thread's last-error message.
+#include "comet/comet.h"
+
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "comet/client.h"
+
+struct comet_config {
+  comet::Config cfg;
+};
+
+struct comet_client {
+  std::unique_ptr<comet::Client> client;
+};
+
+namespace {
+
+thread_local std::string last_error;
+
+int Fail(const comet::Status& st) {
+  last_error = st.message();
+  return st.raw();
+}
+
+int Fail(int code, std::string msg) {
+  last_error = std::move(msg);
+  return code;
+}
+
+int Done(const comet::Status& st) { return st.ok() ? COMET_OK : Fail(st); }
+
+template <class F>
+int Guard(F&& f) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return Fail(COMET_ERR_IO, "out of memory");
+  } catch (const std::exception& e) {
+    return Fail(COMET_ERR_IO, std::string("internal error: ") + e.what());
+  }
+}
+
+}  // namespace
+
+static_assert(COMET_ERR_INVALID == static_cast<int>(comet::Code::kInvalid));
+static_assert(COMET_ERR_VERSION == static_cast<int>(comet::Code::kVersion));
+static_assert(sizeof(comet_id) == 16 && sizeof(comet::EntryId) == 16);
+
+extern "C" {
+
+comet_config* comet_config_new(void) {
+  try {
+    return new comet_config();
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+int comet_config_set(comet_config* cfg, const char* key, const char* value) {
+  if (!cfg || !key || !value) return Fail(COMET_ERR_INVALID, "comet_config_set: null argument");
+  return Guard([&]() -> int { return Done(cfg->cfg.Set(key, value)); });
+}
+
+void comet_config_free(comet_config* cfg) { delete cfg; }
+
+int comet_open(const char* dir, const comet_config* cfg, comet_client** out) {
+  if (!dir || !out) return Fail(COMET_ERR_INVALID, "comet_open: null argument");
+  return Guard([&]() -> int {
+    comet::Result<std::unique_ptr<comet::Client>> c =
+        comet::Client::Open(dir, cfg ? cfg->cfg : comet::Config());
+    if (!c.ok()) return Fail(c.status());
+    *out = new comet_client{std::move(*c)};
+    return COMET_OK;
+  });
+}
+
+int comet_close(comet_client* c) {
+  if (!c) return Fail(COMET_ERR_INVALID, "comet_close: null client");
+  int rc = Guard([&]() -> int { return Done(c->client->Close()); });
+  delete c;
+  return rc;
+}
+
+int comet_append(comet_client* c, const char* stream, const void* const* data, const size_t* lens,
+                 size_t n, comet_id* ids_out) {
+  if (!c || !stream || (n > 0 && (!data || !lens))) {
+    return Fail(COMET_ERR_INVALID, "comet_append: null argument");
+  }
+  return Guard([&]() -> int {
+    thread_local std::vector<std::string_view> views;
+    views.resize(n);
+    for (size_t i = 0; i < n; i++) {
+      if (!data[i] && lens[i] > 0) {
+        return Fail(COMET_ERR_INVALID, "comet_append: entry " + std::to_string(i) +
+                                           " has a null pointer and a non-zero length");
+      }
+      views[i] = std::string_view(static_cast<const char*>(data[i]), lens[i]);
+    }
+    // comet_id and EntryId have the same layout (asserted above).
+    return Done(c->client->Append(std::string_view(stream), std::span(views),
+                                  reinterpret_cast<comet::EntryId*>(ids_out)));
+  });
+}
+
+int comet_sync(comet_client* c) {
+  if (!c) return Fail(COMET_ERR_INVALID, "comet_sync: null client");
+  return Guard([&]() -> int { return Done(c->client->Sync()); });
+}
+
+int comet_read(comet_client* c, const char* stream, uint64_t entry, void* buf, size_t cap,
+               size_t* len_out, int64_t* timestamp_ns_out) {
+  if (!c || !stream || (!buf && cap > 0)) return Fail(COMET_ERR_INVALID, "comet_read: null argument");
+  return Guard([&]() -> int {
+    comet::Entry e;
+    comet::Status st = c->client->Read(std::string_view(stream), entry, &e);
+    if (!st.ok()) return Fail(st);
+    if (len_out) *len_out = e.data.size();
+    if (timestamp_ns_out) *timestamp_ns_out = e.timestamp_ns;
+    if (e.data.size() > cap) {
+      return Fail(COMET_ERR_TOO_LARGE, std::string(stream) + ": entry " + std::to_string(entry) +
+                                           " is " + std::to_string(e.data.size()) +
+                                           " bytes; the buffer holds " + std::to_string(cap));
+    }
+    if (!e.data.empty()) std::memcpy(buf, e.data.data(), e.data.size());
+    return COMET_OK;
+  });
+}
+
+int comet_length(comet_client* c, const char* stream, uint64_t* out) {
+  if (!c || !stream || !out) return Fail(COMET_ERR_INVALID, "comet_length: null argument");
+  return Guard([&]() -> int {
+    comet::Result<uint64_t> n = c->client->Length(stream);
+    if (!n.ok()) return Fail(n.status());
+    *out = *n;
+    return COMET_OK;
+  });
+}
+
+uint32_t comet_pick_shard(const void* key, size_t len, uint32_t shard_count) {
+  return comet::PickShard(key, key ? len : 0, shard_count);
+}
+
+int comet_stream_name(const char* prefix, uint32_t shard, char* buf, size_t cap) {
+  if (!prefix || (!buf && cap > 0)) return Fail(COMET_ERR_INVALID, "comet_stream_name: null argument");
+  if (comet::Status st = comet::ValidatePrefix(prefix); !st.ok()) return Fail(st);
+  if (shard >= comet::kMaxShards) {
+    return Fail(COMET_ERR_INVALID, "shard " + std::to_string(shard) + " is above 0xFFFF");
+  }
+  std::string name = comet::ShardStreamName(prefix, shard);
+  if (name.size() + 1 > cap) {
+    return Fail(COMET_ERR_TOO_LARGE, "stream name needs " + std::to_string(name.size() + 1) +
+                                         " bytes; the buffer holds " + std::to_string(cap));
+  }
+  std::memcpy(buf, name.c_str(), name.size() + 1);
+  return COMET_OK;
+}
+
+const char* comet_strerror(int err) { return comet::code_name(static_cast<comet::Code>(err)); }
+
+const char* comet_last_error(void) { return last_error.c_str(); }
+
+}  // extern "C"

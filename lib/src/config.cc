@@ -1,0 +1,211 @@
+#include "comet/config.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+
+#include "comet/format.h"
+
+namespace comet {
+namespace {
+
+Status BadValue(std::string_view key, std::string_view value, std::string_view why) {
+  return Status::Invalid("config " + std::string(key) + "='" + std::string(value) + "': " +
+                         std::string(why));
+}
+
+// Splits "64MiB" into 64 and "MiB".
+bool SplitNumber(std::string_view text, uint64_t* n, std::string_view* unit) {
+  size_t i = 0;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') i++;
+  if (i == 0) return false;
+  auto r = std::from_chars(text.data(), text.data() + i, *n);
+  if (r.ec != std::errc()) return false;
+  *unit = text.substr(i);
+  while (!unit->empty() && unit->front() == ' ') unit->remove_prefix(1);
+  return true;
+}
+
+bool MulChecked(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_mul_overflow(a, b, out); }
+
+Result<uint64_t> ParseCount(std::string_view key, std::string_view value) {
+  uint64_t n = 0;
+  auto r = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (value.empty() || r.ec != std::errc() || r.ptr != value.data() + value.size()) {
+    return BadValue(key, value, "expected a non-negative integer");
+  }
+  return n;
+}
+
+Result<bool> ParseBool(std::string_view key, std::string_view v) {
+  if (v == "true" || v == "1" || v == "yes" || v == "on") return true;
+  if (v == "false" || v == "0" || v == "no" || v == "off") return false;
+  return BadValue(key, v, "expected true or false");
+}
+
+}  // namespace
+
+Result<uint64_t> ParseDuration(std::string_view text) {
+  uint64_t n = 0;
+  std::string_view unit;
+  if (!SplitNumber(text, &n, &unit)) {
+    return Status::Invalid("duration '" + std::string(text) + "' must start with a number");
+  }
+  struct U { std::string_view name; uint64_t ns; };
+  static constexpr U kUnits[] = {{"", 1},          {"ns", 1},
+                                 {"us", 1000},     {"ms", 1000000},
+                                 {"s", 1000000000ull},   {"m", 60000000000ull},
+                                 {"h", 3600000000000ull}, {"d", 86400000000000ull}};
+  for (const U& u : kUnits) {
+    if (unit == u.name) {
+      uint64_t out;
+      if (!MulChecked(n, u.ns, &out)) {
+        return Status::Invalid("duration '" + std::string(text) + "' is too large");
+      }
+      return out;
+    }
+  }
+  return Status::Invalid("duration '" + std::string(text) +
+                         "' has an unknown unit (use ns, us, ms, s, m, h or d)");
+}
+
+Result<uint64_t> ParseSize(std::string_view text) {
+  uint64_t n = 0;
+  std::string_view unit;
+  if (!SplitNumber(text, &n, &unit)) {
+    return Status::Invalid("size '" + std::string(text) + "' must start with a number");
+  }
+  struct U { std::string_view name; uint64_t mul; };
+  static constexpr U kUnits[] = {{"", 1},           {"B", 1},
+                                 {"KiB", 1ull << 10}, {"MiB", 1ull << 20},
+                                 {"GiB", 1ull << 30}, {"TiB", 1ull << 40},
+                                 {"KB", 1000},        {"MB", 1000000},
+                                 {"GB", 1000000000},  {"TB", 1000000000000ull}};
+  for (const U& u : kUnits) {
+    if (unit == u.name) {
+      uint64_t out;
+      if (!MulChecked(n, u.mul, &out)) {
+        return Status::Invalid("size '" + std::string(text) + "' is too large");
+      }
+      return out;
+    }
+  }
+  return Status::Invalid("size '" + std::string(text) +
+                         "' has an unknown unit (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)");
+}
+
+Config Config::Optimized(uint32_t shard_count, uint64_t memory_mb) {
+  Config c;
+  if (shard_count == 0) shard_count = 16;
+  uint64_t per_shard = (memory_mb << 20) / shard_count;
+  c.storage.max_segment_bytes = std::clamp<uint64_t>(per_shard, 1ull << 20, 1ull << 30);
+  c.storage.prefault_bytes = std::min<uint64_t>(c.storage.prefault_bytes,
+                                                c.storage.max_segment_bytes / 4);
+  return c;
+}
+
+Config Config::HighThroughput() {
+  Config c;
+  c.sync.interval_ns = 5'000'000'000;
+  c.sync.entries = 100'000;
+  c.compression.min_bytes = 1ull << 20;
+  c.index.interval = 256;
+  return c;
+}
+
+Config Config::HighCompression() {
+  Config c;
+  c.compression.min_bytes = 512;
+  c.compression.level = 6;
+  return c;
+}
+
+const std::vector<std::string>& Config::Keys() {
+  static const std::vector<std::string> keys = {
+      "storage.max_segment_bytes", "storage.max_entry_bytes", "storage.prefault_bytes",
+      "storage.max_streams",       "sync.mode",               "sync.interval",
+      "sync.entries",              "compression.min_bytes",   "compression.level",
+      "index.interval",            "open.read_only"};
+  return keys;
+}
+
+Status Config::Set(std::string_view key, std::string_view value) {
+  auto size_in = [&](uint64_t lo, uint64_t hi, uint64_t* field) -> Status {
+    Result<uint64_t> r = ParseSize(value);
+    if (!r.ok()) return BadValue(key, value, r.status().message());
+    if (*r < lo || *r > hi) {
+      return BadValue(key, value,
+                      "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+    }
+    *field = *r;
+    return Status::Ok();
+  };
+  auto count_in = [&](uint64_t lo, uint64_t hi, auto* field) -> Status {
+    Result<uint64_t> r = ParseCount(key, value);
+    if (!r.ok()) return r.status();
+    if (*r < lo || *r > hi) {
+      return BadValue(key, value,
+                      "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+    }
+    *field = static_cast<std::remove_pointer_t<decltype(field)>>(*r);
+    return Status::Ok();
+  };
+  if (key == "storage.max_segment_bytes") return size_in(4096, 4ull << 30, &storage.max_segment_bytes);
+  if (key == "storage.max_entry_bytes") return size_in(0, format::kMaxStoredSize, &storage.max_entry_bytes);
+  if (key == "storage.prefault_bytes") return size_in(0, 1ull << 30, &storage.prefault_bytes);
+  if (key == "storage.max_streams") return count_in(1, 1u << 20, &storage.max_streams);
+  if (key == "sync.mode") {
+    if (value == "none") sync.mode = SyncMode::kNone;
+    else if (value == "interval") sync.mode = SyncMode::kInterval;
+    else if (value == "always") sync.mode = SyncMode::kAlways;
+    else return BadValue(key, value, "expected none, interval or always");
+    return Status::Ok();
+  }
+  if (key == "sync.interval") {
+    Result<uint64_t> r = ParseDuration(value);
+    if (!r.ok()) return BadValue(key, value, r.status().message());
+    if (*r < 1'000'000 || *r > 3600'000'000'000ull) {
+      return BadValue(key, value, "must be between 1ms and 1h");
+    }
+    sync.interval_ns = *r;
+    return Status::Ok();
+  }
+  if (key == "sync.entries") return count_in(1, 1ull << 40, &sync.entries);
+  if (key == "compression.min_bytes") return size_in(0, format::kMaxStoredSize, &compression.min_bytes);
+  if (key == "compression.level") return count_in(1, 19, &compression.level);
+  if (key == "index.interval") return count_in(1, 1u << 16, &index.interval);
+  if (key == "open.read_only") {
+    Result<bool> r = ParseBool(key, value);
+    if (!r.ok()) return r.status();
+    open.read_only = *r;
+    return Status::Ok();
+  }
+  std::string known;
+  for (const std::string& k : Keys()) known += (known.empty() ? "" : ", ") + k;
+  return Status::Invalid("unknown config key '" + std::string(key) + "' (known keys: " + known + ")");
+}
+
+Status Config::Validate() const {
+  if (storage.max_segment_bytes < 4096 || storage.max_segment_bytes > (4ull << 30)) {
+    return Status::Invalid("config storage.max_segment_bytes=" +
+                           std::to_string(storage.max_segment_bytes) +
+                           ": must be between 4096 and 4GiB");
+  }
+  if (storage.max_entry_bytes > format::kMaxStoredSize) {
+    return Status::Invalid("config storage.max_entry_bytes=" +
+                           std::to_string(storage.max_entry_bytes) + ": the limit is " +
+                           std::to_string(format::kMaxStoredSize));
+  }
+  if (storage.max_streams == 0) return Status::Invalid("config storage.max_streams must be > 0");
+  if (index.interval == 0) return Status::Invalid("config index.interval must be > 0");
+  if (compression.level < 1 || compression.level > 19) {
+    return Status::Invalid("config compression.level=" + std::to_string(compression.level) +
+                           ": must be between 1 and 19");
+  }
+  if (sync.interval_ns == 0 || sync.entries == 0) {
+    return Status::Invalid("config sync.interval and sync.entries must be > 0");
+  }
+  return Status::Ok();
+}
+
+}  // namespace comet

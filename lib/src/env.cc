@@ -1,0 +1,241 @@
+#include "env.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+namespace comet::env {
+
+int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+int64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+std::string Join(const std::string& a, const std::string& b) {
+  if (a.empty()) return b;
+  if (a.back() == '/') return a + b;
+  return a + "/" + b;
+}
+
+Status MkdirAll(const std::string& path) {
+  if (path.empty()) return Status::Invalid("empty directory path");
+  std::string cur;
+  size_t i = 0;
+  while (i <= path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    cur = path.substr(0, j);
+    if (!cur.empty() && mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
+      return Status::FromErrno(errno, "mkdir " + cur);
+    }
+    i = j + 1;
+  }
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return Status::FromErrno(errno, "stat " + path);
+  if (!S_ISDIR(st.st_mode)) return Status::Invalid(path + " exists and is not a directory");
+  return Status::Ok();
+}
+
+Result<bool> Exists(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0) return true;
+  if (errno == ENOENT) return false;
+  return Status::FromErrno(errno, "stat " + path);
+}
+
+Result<std::vector<std::string>> ListDir(const std::string& path) {
+  DIR* d = opendir(path.c_str());
+  if (!d) {
+    if (errno == ENOENT) return Status::NotFound("no directory " + path);
+    return Status::FromErrno(errno, "opendir " + path);
+  }
+  std::vector<std::string> names;
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(std::move(n));
+  }
+  closedir(d);
+  return names;
+}
+
+Status Rename(const std::string& from, const std::string& to) {
+  if (rename(from.c_str(), to.c_str()) != 0) {
+    return Status::FromErrno(errno, "rename " + from + " -> " + to);
+  }
+  return Status::Ok();
+}
+
+Status Unlink(const std::string& path) {
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) return Status::FromErrno(errno, "unlink " + path);
+  return Status::Ok();
+}
+
+Status FsyncDir(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "open directory " + path);
+  int rc = fsync(fd);
+  int err = errno;
+  close(fd);
+  if (rc != 0) return Status::FromErrno(err, "fsync directory " + path);
+  return Status::Ok();
+}
+
+Result<int> OpenFile(const std::string& path, int flags, mode_t mode) {
+  int fd = open(path.c_str(), flags | O_CLOEXEC, mode);
+  if (fd < 0) {
+    if (errno == ENOENT) return Status::NotFound("no file " + path);
+    return Status::FromErrno(errno, "open " + path);
+  }
+  return fd;
+}
+
+void Close(int fd) {
+  if (fd >= 0) close(fd);
+}
+
+Result<uint64_t> FileSize(int fd, const std::string& path) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return Status::FromErrno(errno, "fstat " + path);
+  return static_cast<uint64_t>(st.st_size);
+}
+
+Status Preallocate(int fd, uint64_t bytes, const std::string& path) {
+  int rc = posix_fallocate(fd, 0, static_cast<off_t>(bytes));
+  if (rc != 0) {
+    return Status::FromErrno(rc, "preallocate " + std::to_string(bytes) + " bytes for " + path);
+  }
+  return Status::Ok();
+}
+
+Status Truncate(int fd, uint64_t bytes, const std::string& path) {
+  if (ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
+    return Status::FromErrno(errno, "truncate " + path + " to " + std::to_string(bytes));
+  }
+  return Status::Ok();
+}
+
+Status DataSync(int fd, const std::string& path) {
+  if (fdatasync(fd) != 0) return Status::FromErrno(errno, "fdatasync " + path);
+  return Status::Ok();
+}
+
+Status PreadFull(int fd, void* buf, size_t n, uint64_t off, const std::string& path, size_t* got) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t r = pread(fd, static_cast<char*>(buf) + done, n - done, static_cast<off_t>(off + done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno(errno, "read " + path + " at offset " + std::to_string(off + done));
+    }
+    if (r == 0) break;
+    done += static_cast<size_t>(r);
+  }
+  *got = done;
+  return Status::Ok();
+}
+
+Status WriteFile(const std::string& path, const void* data, size_t n, bool durable) {
+  std::string tmp = path + ".tmp";
+  Result<int> fd = OpenFile(tmp, O_WRONLY | O_CREAT | O_TRUNC);
+  if (!fd.ok()) return fd.status();
+  size_t done = 0;
+  while (done < n) {
+    ssize_t w = write(*fd, static_cast<const char*>(data) + done, n - done);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      Status s = Status::FromErrno(errno, "write " + tmp);
+      close(*fd);
+      unlink(tmp.c_str());
+      return s;
+    }
+    done += static_cast<size_t>(w);
+  }
+  if (durable && fdatasync(*fd) != 0) {
+    Status s = Status::FromErrno(errno, "fdatasync " + tmp);
+    close(*fd);
+    unlink(tmp.c_str());
+    return s;
+  }
+  close(*fd);
+  return Rename(tmp, path);
+}
+
+Result<std::string> ReadFile(const std::string& path) {
+  Result<int> fd = OpenFile(path, O_RDONLY);
+  if (!fd.ok()) return fd.status();
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t r = read(*fd, buf, sizeof buf);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      Status s = Status::FromErrno(errno, "read " + path);
+      close(*fd);
+      return s;
+    }
+    if (r == 0) break;
+    out.append(buf, static_cast<size_t>(r));
+  }
+  close(*fd);
+  return out;
+}
+
+Result<char*> Map(int fd, size_t len, bool writable, const std::string& path) {
+  int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+  void* p = mmap(nullptr, len, prot, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    return Status::FromErrno(errno, "mmap " + std::to_string(len) + " bytes of " + path);
+  }
+  return static_cast<char*>(p);
+}
+
+void Unmap(char* p, size_t len) {
+  if (p) munmap(p, len);
+}
+
+Status PopulateWrite(char* base, uint64_t off, uint64_t len) {
+  const uint64_t page = 4096;
+  uint64_t start = off & ~(page - 1);
+  uint64_t end = (off + len + page - 1) & ~(page - 1);
+  if (end <= start) return Status::Ok();
+  if (madvise(base + start, end - start, MADV_POPULATE_WRITE) != 0) {
+    return Status::FromErrno(errno, "madvise(MADV_POPULATE_WRITE)");
+  }
+  return Status::Ok();
+}
+
+void FutexWake(void* addr, int n) {
+  syscall(SYS_futex, addr, FUTEX_WAKE, n, nullptr, nullptr, 0);
+}
+
+bool FutexWait(void* addr, uint32_t expected, int64_t timeout_ns) {
+  timespec ts{}, *tsp = nullptr;
+  if (timeout_ns >= 0) {
+    ts.tv_sec = timeout_ns / 1000000000;
+    ts.tv_nsec = timeout_ns % 1000000000;
+    tsp = &ts;
+  }
+  long rc = syscall(SYS_futex, addr, FUTEX_WAIT, expected, tsp, nullptr, 0);
+  return !(rc != 0 && errno == ETIMEDOUT);
+}
+
+}  // namespace comet::env

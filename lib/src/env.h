@@ -1,0 +1,49 @@
+// The narrow OS layer: every system call the engine makes goes through here, so errno becomes a
+// Status (naming the path) in one place and faults can be injected in tests.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "comet/status.h"
+
+namespace comet::env {
+
+int64_t NowNs();          // CLOCK_REALTIME, nanoseconds since the Unix epoch
+int64_t MonotonicNs();    // CLOCK_MONOTONIC
+
+std::string Join(const std::string& a, const std::string& b);
+
+Status MkdirAll(const std::string& path);
+Result<bool> Exists(const std::string& path);
+// Names in a directory (no "." or ".."); NOT_FOUND if it does not exist.
+Result<std::vector<std::string>> ListDir(const std::string& path);
+Status Rename(const std::string& from, const std::string& to);
+Status Unlink(const std::string& path);
+Status FsyncDir(const std::string& path);
+
+Result<int> OpenFile(const std::string& path, int flags, mode_t mode = 0644);
+void Close(int fd);
+Result<uint64_t> FileSize(int fd, const std::string& path);
+Status Preallocate(int fd, uint64_t bytes, const std::string& path);  // fallocate, no SIGBUS later
+Status Truncate(int fd, uint64_t bytes, const std::string& path);
+Status DataSync(int fd, const std::string& path);
+Status PreadFull(int fd, void* buf, size_t n, uint64_t off, const std::string& path, size_t* got);
+Status WriteFile(const std::string& path, const void* data, size_t n, bool durable);
+Result<std::string> ReadFile(const std::string& path);
+
+// MAP_SHARED mapping of [0, len) of fd.
+Result<char*> Map(int fd, size_t len, bool writable, const std::string& path);
+void Unmap(char* p, size_t len);
+// Faults in pages [off, off+len) for writing without touching them (MADV_POPULATE_WRITE).
+Status PopulateWrite(char* base, uint64_t off, uint64_t len);
+
+// Futex on a 32-bit word that may live in shared memory.
+void FutexWake(void* addr, int n);
+// Waits while *addr == expected, at most timeout_ns (<0: forever). Returns false on timeout.
+bool FutexWait(void* addr, uint32_t expected, int64_t timeout_ns);
+
+}  // namespace comet::env

@@ -1,0 +1,439 @@
+#include "segment.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "crc32c.h"
+#include "env.h"
+
+namespace comet::internal {
+
+using namespace format;
+
+// ---- header encoding -------------------------------------------------------------------------
+
+namespace {
+
+uint32_t HeaderCrc(const char* p, size_t prefix_len) {
+  uint32_t c = crc32c::Value(p, seg::kHeaderCrc);
+  c = crc32c::Extend(c, p + seg::kPrefix, prefix_len);
+  return crc32c::Mask(c);
+}
+
+uint32_t SealCrc(const char* p) {
+  return crc32c::Mask(crc32c::Value(p + seg::kSealedCount, 16));
+}
+
+bool AllZero(const char* p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] != 0) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void EncodeSegmentHeader(SegmentHeader* h, char* out) {
+  std::memset(out, 0, kSegmentHeaderSize);
+  store32(out + seg::kMagic, kSegmentMagic);
+  store16(out + seg::kMajor, kFormatMajor);
+  store16(out + seg::kMinor, kFormatMinor);
+  store32(out + seg::kHeaderSize, kSegmentHeaderSize);
+  store32(out + seg::kPrefixId, h->prefix_id);
+  store32(out + seg::kShard, h->shard);
+  store32(out + seg::kPrefixLen, static_cast<uint32_t>(h->prefix.size()));
+  store64(out + seg::kBaseEntry, h->base_entry);
+  store64(out + seg::kCreatedNs, static_cast<uint64_t>(h->created_ns));
+  std::memcpy(out + seg::kPrefix, h->prefix.data(), h->prefix.size());
+  h->header_crc = HeaderCrc(out, h->prefix.size());
+  store32(out + seg::kHeaderCrc, h->header_crc);
+}
+
+void EncodeSeal(char* header, uint64_t count, uint64_t end) {
+  store64(header + seg::kSealedCount, count);
+  store64(header + seg::kSealedEnd, end);
+  store32(header + seg::kSealCrc, SealCrc(header));
+}
+
+Status DecodeSegmentHeader(const char* p, size_t n, const std::string& path, SegmentHeader* out) {
+  if (n < kSegmentHeaderSize) {
+    return Status::Corrupt("segment " + path + " is " + std::to_string(n) +
+                           " bytes, shorter than its " + std::to_string(kSegmentHeaderSize) +
+                           "-byte header");
+  }
+  if (load32(p + seg::kMagic) != kSegmentMagic) {
+    return Status::Corrupt("segment " + path + " has a bad magic number at offset 0");
+  }
+  uint16_t major = load16(p + seg::kMajor);
+  if (major != kFormatMajor) {
+    return Status::Version("segment " + path + " has format version " + std::to_string(major) +
+                           "." + std::to_string(load16(p + seg::kMinor)) +
+                           "; this build reads version " + std::to_string(kFormatMajor) + ".x");
+  }
+  uint32_t plen = load32(p + seg::kPrefixLen);
+  if (plen == 0 || plen > kMaxPrefixLen || load32(p + seg::kHeaderSize) != kSegmentHeaderSize) {
+    return Status::Corrupt("segment " + path + " has a malformed header");
+  }
+  uint32_t crc = load32(p + seg::kHeaderCrc);
+  if (crc != HeaderCrc(p, plen)) {
+    return Status::Corrupt("segment " + path + " header fails its CRC (offset 40)");
+  }
+  out->major = major;
+  out->prefix_id = load32(p + seg::kPrefixId);
+  out->shard = load32(p + seg::kShard);
+  out->prefix.assign(p + seg::kPrefix, plen);
+  out->base_entry = load64(p + seg::kBaseEntry);
+  out->created_ns = static_cast<int64_t>(load64(p + seg::kCreatedNs));
+  out->header_crc = crc;
+  uint32_t seal = load32(p + seg::kSealCrc);
+  out->sealed = seal != 0 && seal == SealCrc(p);
+  out->sealed_count = out->sealed ? load64(p + seg::kSealedCount) : 0;
+  out->sealed_end = out->sealed ? load64(p + seg::kSealedEnd) : 0;
+  return Status::Ok();
+}
+
+uint32_t RecordCrc(const char* payload, uint32_t size_flags, int64_t ts) {
+  char tail[12];
+  store32(tail, size_flags);
+  store64(tail + 4, static_cast<uint64_t>(ts));
+  uint32_t c = crc32c::Value(payload, size_flags & kSizeMask);
+  return crc32c::Mask(crc32c::Extend(c, tail, sizeof tail));
+}
+
+// ---- sparse index ----------------------------------------------------------------------------
+
+SparseIndex::SparseIndex(uint32_t interval, uint64_t capacity_bytes) : interval_(interval) {
+  uint64_t max_records = capacity_bytes / kRecordHeaderSize + 1;
+  uint64_t max_nodes = max_records / interval + 2;
+  max_chunks_ = (max_nodes + kChunk - 1) / kChunk;
+  chunks_ = std::make_unique<std::atomic<uint32_t*>[]>(max_chunks_);
+  for (size_t i = 0; i < max_chunks_; i++) chunks_[i].store(nullptr, std::memory_order_relaxed);
+}
+
+SparseIndex::~SparseIndex() {
+  for (size_t i = 0; i < max_chunks_; i++) delete[] chunks_[i].load(std::memory_order_relaxed);
+}
+
+uint32_t SparseIndex::Get(size_t i) const {
+  return chunks_[i / kChunk].load(std::memory_order_acquire)[i % kChunk];
+}
+
+void SparseIndex::Push(uint32_t offset) {
+  size_t n = size_.load(std::memory_order_relaxed);
+  size_t c = n / kChunk;
+  if (c >= max_chunks_) return;  // cannot happen for records within the capacity
+  uint32_t* chunk = chunks_[c].load(std::memory_order_relaxed);
+  if (!chunk) {
+    chunk = new uint32_t[kChunk];
+    chunks_[c].store(chunk, std::memory_order_release);
+  }
+  chunk[n % kChunk] = offset;
+  size_.store(n + 1, std::memory_order_release);
+}
+
+void SparseIndex::Clear() { size_.store(0, std::memory_order_release); }
+
+// ---- segment ---------------------------------------------------------------------------------
+
+Segment::Segment(std::string path, std::string rel, uint32_t index_interval, uint64_t capacity)
+    : path_(std::move(path)), rel_(std::move(rel)), capacity_(capacity),
+      index_(index_interval, capacity) {}
+
+Segment::~Segment() {
+  env::Unmap(map_, map_len_);
+  env::Close(fd_);
+}
+
+Result<std::shared_ptr<Segment>> Segment::Create(const std::string& path, const std::string& rel,
+                                                 uint32_t index_interval, uint64_t capacity,
+                                                 uint64_t prefault) {
+  auto s = std::make_shared<Segment>(path, rel, index_interval, capacity);
+  Result<int> fd = env::OpenFile(path, O_RDWR | O_CREAT | O_TRUNC);
+  if (!fd.ok()) return fd.status();
+  s->fd_ = *fd;
+  Status st = env::Preallocate(s->fd_, capacity, path);
+  if (st.ok()) {
+    Result<char*> m = env::Map(s->fd_, capacity, true, path);
+    if (m.ok()) {
+      s->map_ = *m;
+      s->map_len_ = capacity;
+    } else {
+      st = m.status();
+    }
+  }
+  if (!st.ok()) {
+    s.reset();
+    (void)env::Unlink(path);
+    return st;
+  }
+  uint64_t first = std::min<uint64_t>(capacity, kSegmentHeaderSize + prefault);
+  if (prefault > 0 && env::PopulateWrite(s->map_, 0, first).ok()) s->set_populated(first);
+  s->set_state(kTrusted);
+  return s;
+}
+
+Result<std::shared_ptr<Segment>> Segment::Open(const std::string& path, const std::string& rel,
+                                               uint32_t index_interval, bool writable) {
+  Result<int> fd = env::OpenFile(path, writable ? O_RDWR : O_RDONLY);
+  if (!fd.ok()) return fd.status();
+  Result<uint64_t> size = env::FileSize(*fd, path);
+  if (!size.ok()) {
+    env::Close(*fd);
+    return size.status();
+  }
+  auto s = std::make_shared<Segment>(path, rel, index_interval, std::max<uint64_t>(*size, 1));
+  s->fd_ = *fd;
+  if (*size < kSegmentHeaderSize) {
+    return Status::Corrupt("segment " + path + " is " + std::to_string(*size) +
+                           " bytes, shorter than its header");
+  }
+  Result<char*> m = env::Map(s->fd_, *size, writable, path);
+  if (!m.ok()) return m.status();
+  s->map_ = *m;
+  s->map_len_ = *size;
+  Status st = DecodeSegmentHeader(s->map_, s->map_len_, path, &s->header_);
+  if (!st.ok()) return st;
+  return s;
+}
+
+Status Segment::Activate(SegmentHeader* h, const std::string& final_path,
+                         const std::string& final_rel) {
+  EncodeSegmentHeader(h, map_);
+  header_ = *h;
+  Status st = env::Rename(path_, final_path);
+  if (!st.ok()) return st;
+  path_ = final_path;
+  rel_ = final_rel;
+  return Status::Ok();
+}
+
+Status Segment::PrepareForAppend(uint64_t end, uint64_t capacity, uint64_t prefault) {
+  Status st = env::Truncate(fd_, end, path_);
+  if (st.ok()) st = env::Preallocate(fd_, capacity, path_);
+  if (!st.ok()) return st;
+  Result<char*> m = env::Map(fd_, capacity, true, path_);
+  if (!m.ok()) return m.status();
+  env::Unmap(map_, map_len_);
+  map_ = *m;
+  map_len_ = capacity;
+  capacity_ = capacity;
+  uint64_t upto = std::min<uint64_t>(capacity, end + prefault);
+  if (prefault > 0 && env::PopulateWrite(map_, end, upto - end).ok()) set_populated(upto);
+  return Status::Ok();
+}
+
+bool Segment::CheckRecord(uint64_t off, uint64_t limit) const {
+  if (off + kRecordHeaderSize > limit) return false;
+  const char* p = map_ + off;
+  uint32_t sf = load32(p + rec::kSizeFlags);
+  if (sf & kFlagReserved) return false;
+  uint64_t size = sf & kSizeMask;
+  if (off + kRecordHeaderSize + size > limit) return false;
+  int64_t ts = static_cast<int64_t>(load64(p + rec::kTimestamp));
+  return load32(p + rec::kCrc) == RecordCrc(p + kRecordHeaderSize, sf, ts);
+}
+
+ScanResult Segment::Scan(uint64_t limit, const ScanHints& h) {
+  ScanResult r;
+  limit = std::min<uint64_t>(limit, map_len_);
+  const bool fill = index_.size() == 0;
+  const uint32_t interval = index_.interval();
+  const bool know_count = h.expected_count != kNotSealed;
+  std::vector<uint64_t> offs;
+  bool any_bad = false;
+  auto where = [&](uint64_t o) { return "segment " + rel_ + " offset " + std::to_string(o); };
+  auto add = [&](uint64_t o, bool bad) {
+    if (fill && r.count % interval == 0) index_.Push(static_cast<uint32_t>(o));
+    offs.push_back(bad ? kBadOffset : o);
+    if (bad) {
+      r.bad.push_back(r.count);
+      any_bad = true;
+    }
+    r.count++;
+  };
+  // The next offset after `from` where a record checks out, or 0.
+  auto resync = [&](uint64_t from) -> uint64_t {
+    for (uint64_t y = from; y + kRecordHeaderSize <= limit; y++) {
+      const char* p = map_ + y;
+      uint32_t sf = load32(p + rec::kSizeFlags);
+      if ((sf & kFlagReserved) || load64(p + rec::kTimestamp) == 0) continue;
+      if (y + kRecordHeaderSize + (sf & kSizeMask) > limit) continue;
+      if (CheckRecord(y, limit)) return y;
+    }
+    return 0;
+  };
+  auto count_from = [&](uint64_t o) {
+    uint64_t n = 0;
+    while (CheckRecord(o, limit)) {
+      o += kRecordHeaderSize + (load32(map_ + o + rec::kSizeFlags) & kSizeMask);
+      n++;
+    }
+    return n;
+  };
+
+  uint64_t o = kSegmentHeaderSize;
+  for (;;) {
+    if (know_count && r.count >= h.expected_count) break;
+    if (CheckRecord(o, limit)) {
+      add(o, false);
+      o += kRecordHeaderSize + (load32(map_ + o + rec::kSizeFlags) & kSizeMask);
+      continue;
+    }
+    // Not a good record at o: the end of the data, a torn tail, or damage.
+    const bool acknowledged = h.acknowledged_end > o;
+    const bool expect_more = know_count && r.count < h.expected_count;
+    const bool zero = o + kRecordHeaderSize > limit || AllZero(map_ + o, kRecordHeaderSize);
+    uint64_t next = 0;
+    if (!acknowledged && !expect_more) {
+      if (h.acknowledged_end != 0 || o + kRecordHeaderSize > limit) {
+        // Past everything acknowledged: zeros are the clean end; anything else is a record
+        // torn by a crash mid-copy. Either way the log ends here.
+        r.torn = !zero;
+        r.torn_at = o;
+        break;
+      }
+      // Nothing says where the data ends: only a good record further on makes this damage.
+      next = resync(o + 1);
+      if (next == 0) {
+        r.torn = !zero;
+        r.torn_at = o;
+        break;
+      }
+    }
+    // Damage inside data that must be there. First trust the length field if the record it
+    // implies is followed by a good record (only the payload or CRC was hit).
+    uint32_t sf = o + kRecordHeaderSize <= limit ? load32(map_ + o + rec::kSizeFlags) : 0;
+    uint64_t after = o + kRecordHeaderSize + (sf & kSizeMask);
+    if (!(sf & kFlagReserved) && after <= limit &&
+        (CheckRecord(after, limit) || after == h.acknowledged_end ||
+         (know_count && r.count + 1 == h.expected_count && after <= limit))) {
+      r.problems.push_back(where(o) + ": entry " + std::to_string(base() + r.count) +
+                           " fails its CRC");
+      add(o, true);
+      o = after;
+      continue;
+    }
+    if (next == 0) next = resync(o + 1);
+    uint64_t lost;
+    if (next == 0) {
+      lost = expect_more ? h.expected_count - r.count : 1;
+      r.problems.push_back(where(o) + ": damaged through the end of the data; entries " +
+                           std::to_string(base() + r.count) + ".." +
+                           std::to_string(base() + r.count + lost - 1) + " unreadable");
+      for (uint64_t i = 0; i < lost; i++) add(o, true);
+      break;
+    }
+    if (know_count) {
+      uint64_t later = count_from(next);
+      lost = h.expected_count > r.count + later ? h.expected_count - r.count - later : 1;
+    } else {
+      lost = 1;
+      r.numbering_uncertain = true;
+    }
+    r.problems.push_back(where(o) + ": " + std::to_string(next - o) + " damaged bytes; entries " +
+                         std::to_string(base() + r.count) + ".." +
+                         std::to_string(base() + r.count + lost - 1) + " unreadable" +
+                         (know_count ? "" : " (entry count of the damaged run is a guess)"));
+    for (uint64_t i = 0; i < lost; i++) add(o, true);
+    o = next;
+  }
+  r.end = o;
+  if (any_bad) r.offsets = std::move(offs);
+  return r;
+}
+
+void Segment::AdoptScan(ScanResult* r) {
+  bad_.clear();
+  for (uint64_t k : r->bad) bad_.push_back(base() + k);
+  offsets_ = std::move(r->offsets);
+  set_state(kTrusted);
+}
+
+void Segment::Seal(uint64_t count, uint64_t end) {
+  EncodeSeal(map_, count, end);
+  header_.sealed = true;
+  header_.sealed_count = count;
+  header_.sealed_end = end;
+  MarkSealed(count, end);
+}
+
+bool Segment::RefreshSeal() {
+  if (sealed()) return true;
+  SegmentHeader h;
+  if (!DecodeSegmentHeader(map_, map_len_, path_, &h).ok() || !h.sealed) return false;
+  if (h.sealed_end > map_len_) return false;
+  MarkSealed(h.sealed_count, h.sealed_end);
+  return true;
+}
+
+bool Segment::LoadIndexFile(const std::string& idx_path) {
+  Result<std::string> data = env::ReadFile(idx_path);
+  if (!data.ok() || data->size() < kIndexHeaderSize) return false;
+  const char* p = data->data();
+  uint32_t nodes = load32(p + idx::kNodeCount);
+  if (load32(p + idx::kMagic) != kIndexMagic || load16(p + idx::kMajor) != kFormatMajor ||
+      load32(p + idx::kInterval) != index_.interval() ||
+      data->size() != kIndexHeaderSize + size_t{nodes} * 4 ||
+      load64(p + idx::kBaseEntry) != base() || load32(p + idx::kSegmentCrc) != header_.header_crc) {
+    return false;
+  }
+  uint32_t c = crc32c::Value(p, idx::kCrc);
+  c = crc32c::Extend(c, p + idx::kNodes, size_t{nodes} * 4);
+  if (crc32c::Mask(c) != load32(p + idx::kCrc)) return false;
+  uint64_t count = load64(p + idx::kEntryCount), end = load64(p + idx::kDataEnd);
+  if (end > map_len_ || nodes != (count + index_.interval() - 1) / index_.interval()) return false;
+  if (sealed() && (count != sealed_count() || end != data_end_)) return false;
+  index_.Clear();
+  for (uint32_t i = 0; i < nodes; i++) {
+    uint32_t off = load32(p + idx::kNodes + size_t{i} * 4);
+    if (off < kSegmentHeaderSize || off >= end) return false;
+    index_.Push(off);
+  }
+  if (!sealed()) MarkSealed(count, end);
+  return true;
+}
+
+Status Segment::WriteIndexFile(const std::string& idx_path) const {
+  size_t nodes = index_.size();
+  std::string buf(kIndexHeaderSize + nodes * 4, '\0');
+  char* p = buf.data();
+  store32(p + idx::kMagic, kIndexMagic);
+  store16(p + idx::kMajor, kFormatMajor);
+  store16(p + idx::kMinor, kFormatMinor);
+  store32(p + idx::kInterval, index_.interval());
+  store32(p + idx::kNodeCount, static_cast<uint32_t>(nodes));
+  store64(p + idx::kBaseEntry, base());
+  store64(p + idx::kEntryCount, sealed_count());
+  store64(p + idx::kDataEnd, data_end_);
+  store32(p + idx::kSegmentCrc, header_.header_crc);
+  for (size_t i = 0; i < nodes; i++) store32(p + idx::kNodes + i * 4, index_.Get(i));
+  uint32_t c = crc32c::Value(p, idx::kCrc);
+  c = crc32c::Extend(c, p + idx::kNodes, nodes * 4);
+  store32(p + idx::kCrc, crc32c::Mask(c));
+  return env::WriteFile(idx_path, buf.data(), buf.size(), false);
+}
+
+uint64_t Segment::OffsetOf(uint64_t e) const {
+  uint64_t k = e - base();
+  if (state() == kTrusted && !offsets_.empty()) {
+    return k < offsets_.size() ? offsets_[k] : kBadOffset;
+  }
+  size_t n = index_.size();
+  if (n == 0) return kBadOffset;
+  size_t node = std::min<size_t>(k / index_.interval(), n - 1);
+  uint64_t off = index_.Get(node);
+  for (uint64_t i = uint64_t{node} * index_.interval(); i < k; i++) {
+    if (off + kRecordHeaderSize > map_len_) return kBadOffset;
+    off += kRecordHeaderSize + (load32(map_ + off + rec::kSizeFlags) & kSizeMask);
+  }
+  return off + kRecordHeaderSize <= map_len_ ? off : kBadOffset;
+}
+
+bool Segment::IsBad(uint64_t e) const {
+  return !bad_.empty() && std::binary_search(bad_.begin(), bad_.end(), e);
+}
+
+}  // namespace comet::internal

@@ -1,0 +1,194 @@
+// A segment: one file of records, its mapping, its sparse index and what is known about its
+// integrity. Encoding and decoding of the segment header, the record header and the index file
+// live here too; the byte layout itself is in comet/format.h.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "comet/format.h"
+#include "comet/status.h"
+
+namespace comet::internal {
+
+inline constexpr uint64_t kNotSealed = ~uint64_t{0};
+
+struct SegmentHeader {
+  uint16_t major = format::kFormatMajor;
+  uint32_t prefix_id = 0;
+  uint32_t shard = 0;
+  std::string prefix;
+  uint64_t base_entry = 0;
+  int64_t created_ns = 0;
+  uint32_t header_crc = 0;
+  bool sealed = false;
+  uint64_t sealed_count = 0;
+  uint64_t sealed_end = 0;
+};
+
+// Writes the 256-byte header (unsealed) into out and sets h->header_crc.
+void EncodeSegmentHeader(SegmentHeader* h, char* out);
+// Writes the seal fields into a header in place.
+void EncodeSeal(char* header, uint64_t count, uint64_t end);
+// Decodes and checks a header. CORRUPT (naming `path`) on bad magic or CRC; VERSION for another
+// major. A bad seal CRC is not an error: the segment is simply not sealed.
+Status DecodeSegmentHeader(const char* p, size_t n, const std::string& path, SegmentHeader* out);
+
+// A record as the writer prepares it before taking the shard lock.
+struct PreparedRecord {
+  const char* payload;
+  uint32_t size_flags;   // stored size | flags
+  uint32_t masked_crc;
+};
+// CRC of a record: payload first, then header bytes [4,16).
+uint32_t RecordCrc(const char* payload, uint32_t size_flags, int64_t ts);
+inline void EncodeRecordHeader(char* out, uint32_t masked_crc, uint32_t size_flags, int64_t ts) {
+  format::store32(out + format::rec::kCrc, masked_crc);
+  format::store32(out + format::rec::kSizeFlags, size_flags);
+  format::store64(out + format::rec::kTimestamp, static_cast<uint64_t>(ts));
+}
+
+// Append-only array of u32 node offsets that readers may read while the one writer appends:
+// fixed chunk table, chunks allocated on demand, size published with release.
+class SparseIndex {
+ public:
+  SparseIndex(uint32_t interval, uint64_t capacity_bytes);
+  ~SparseIndex();
+  SparseIndex(const SparseIndex&) = delete;
+  SparseIndex& operator=(const SparseIndex&) = delete;
+
+  uint32_t interval() const { return interval_; }
+  size_t size() const { return size_.load(std::memory_order_acquire); }
+  uint32_t Get(size_t i) const;  // REQUIRES: i < size()
+  void Push(uint32_t offset);    // single writer
+  void Clear();                  // REQUIRES: no concurrent readers
+
+ private:
+  static constexpr size_t kChunk = 1024;
+  uint32_t interval_;
+  size_t max_chunks_;
+  std::unique_ptr<std::atomic<uint32_t*>[]> chunks_;
+  std::atomic<size_t> size_{0};
+};
+
+// What a scan of a segment's records found.
+struct ScanResult {
+  uint64_t count = 0;            // entries, bad ones included
+  uint64_t end = 0;              // offset just past the last good record
+  bool torn = false;             // stopped at damage after the acknowledged end (a torn tail)
+  uint64_t torn_at = 0;
+  std::vector<uint64_t> bad;     // entry indexes (from base) of damaged records
+  std::vector<uint64_t> offsets; // every entry's offset (kept only when something is bad)
+  std::vector<std::string> problems;  // one line per problem found, naming file and offset
+  bool numbering_uncertain = false;   // a damaged run whose entry count could not be proven
+};
+
+// Hints that let a scan tell a torn tail from corruption in acknowledged data.
+struct ScanHints {
+  uint64_t acknowledged_end = 0;     // bytes below this were acknowledged (0: unknown)
+  uint64_t expected_count = kNotSealed;  // entries the segment is known to hold
+};
+
+class Segment {
+ public:
+  Segment(std::string path, std::string rel, uint32_t index_interval, uint64_t capacity);
+  ~Segment();
+  Segment(const Segment&) = delete;
+  Segment& operator=(const Segment&) = delete;
+
+  // Creates a preallocated, mapped segment file at `path` (the header is written by Activate).
+  static Result<std::shared_ptr<Segment>> Create(const std::string& path, const std::string& rel,
+                                                 uint32_t index_interval, uint64_t capacity,
+                                                 uint64_t prefault);
+  // Opens an existing segment file and decodes its header (no records are read).
+  static Result<std::shared_ptr<Segment>> Open(const std::string& path, const std::string& rel,
+                                               uint32_t index_interval, bool writable);
+
+  // Writes the header of a freshly created segment and gives the file its final name.
+  Status Activate(SegmentHeader* h, const std::string& final_path, const std::string& final_rel);
+
+  // Scans records from the header to `limit` bytes, checking every CRC. Fills the sparse
+  // index if it is empty.
+  ScanResult Scan(uint64_t limit, const ScanHints& hints);
+  // Adopts a scan's damage map and marks the segment trusted. REQUIRES: scan_mutex held.
+  void AdoptScan(ScanResult* r);
+
+  // Writes sealed_count/sealed_end into the mapped header and publishes them.
+  void Seal(uint64_t count, uint64_t end);
+  // Marks the segment sealed from its header or index file (at open).
+  void MarkSealed(uint64_t count, uint64_t end) {
+    data_end_ = end;
+    sealed_count_.store(count, std::memory_order_release);
+  }
+  // Re-reads the seal from the mapped header (read-only clients following a writer).
+  bool RefreshSeal();
+  bool sealed() const { return sealed_count_.load(std::memory_order_acquire) != kNotSealed; }
+  uint64_t sealed_count() const { return sealed_count_.load(std::memory_order_acquire); }
+  uint64_t data_end() const { return data_end_; }
+
+  // Index file: load (false if missing, stale or corrupt) and write.
+  bool LoadIndexFile(const std::string& idx_path);
+  Status WriteIndexFile(const std::string& idx_path) const;
+
+  // Byte offset of entry `e` (absolute entry number), or kBadOffset if it cannot be found
+  // (damaged, or an unchecked walk left the mapping). REQUIRES: e in this segment, readable.
+  // Walks at most interval-1 record headers from the nearest index node.
+  static constexpr uint64_t kBadOffset = ~uint64_t{0};
+  uint64_t OffsetOf(uint64_t e) const;
+  // True if entry `e` is known damaged.
+  bool IsBad(uint64_t e) const;
+  bool damaged() const { return !offsets_.empty(); }
+
+  // Checks one record at `off` (its end must be within `limit`): false if header or CRC is bad.
+  bool CheckRecord(uint64_t off, uint64_t limit) const;
+  // Re-targets an existing segment for appending: drops every byte from `end` on (a torn
+  // tail), re-preallocates to `capacity`, maps it writable.
+  Status PrepareForAppend(uint64_t end, uint64_t capacity, uint64_t prefault);
+
+  // Mapping-level access.
+  const SegmentHeader& header() const { return header_; }
+  uint64_t base() const { return header_.base_entry; }
+  char* map() const { return map_; }
+  size_t map_len() const { return map_len_; }
+  uint64_t capacity() const { return capacity_; }
+  int fd() const { return fd_; }
+  const std::string& path() const { return path_; }
+  const std::string& rel() const { return rel_; }
+  SparseIndex& index() { return index_; }
+
+  // Readiness: kUnindexed (no index yet: scan before reading), kUntrusted (index from an
+  // index file: check each record's CRC on read), kTrusted (written by this process or fully
+  // scanned: the damage map is complete and reads skip the CRC).
+  enum State : int { kUnindexed = 0, kUntrusted = 1, kTrusted = 2 };
+  State state() const { return static_cast<State>(state_.load(std::memory_order_acquire)); }
+  void set_state(State s) { state_.store(s, std::memory_order_release); }
+  std::mutex& scan_mutex() { return scan_mu_; }
+
+  // Pre-faulting state (background thread only).
+  uint64_t populated() const { return populated_.load(std::memory_order_relaxed); }
+  void set_populated(uint64_t v) { populated_.store(v, std::memory_order_relaxed); }
+
+  void set_data_end(uint64_t e) { data_end_ = e; }
+
+ private:
+  std::string path_, rel_;
+  SegmentHeader header_;
+  int fd_ = -1;
+  char* map_ = nullptr;
+  size_t map_len_ = 0;
+  uint64_t capacity_ = 0;
+  std::atomic<uint64_t> sealed_count_{kNotSealed};
+  uint64_t data_end_ = 0;
+  SparseIndex index_;
+  std::vector<uint64_t> bad_;      // sorted absolute entry numbers
+  std::vector<uint64_t> offsets_;  // per-entry offsets when damaged (kBadOffset for bad ones)
+  std::atomic<int> state_{kUnindexed};
+  std::mutex scan_mu_;
+  std::atomic<uint64_t> populated_{0};
+};
+
+}  // namespace comet::internal

@@ -1,0 +1,164 @@
+// A shard: one stream's segments, its write path, read path, recovery and sync.
+//
+// Write path (Append): compress and checksum outside any lock; then, under write_mu_, reserve
+// segments (all or nothing), copy records into the mapping, and publish the new committed entry
+// number with a release store into the control region. No system call on that path except on
+// rotation without a ready spare segment.
+//
+// Readers never take write_mu_: they load the committed entry number (acquire), find the
+// segment under a shared lock of the segment list, and read the mapping.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "comet/client.h"
+#include "comet/config.h"
+#include "comet/format.h"
+#include "segment.h"
+
+namespace comet::shm {
+class ControlRegion;
+}
+
+namespace comet::internal {
+
+// Wakes a background thread: cheap when it is awake, a futex wake when it sleeps.
+class Wakeup {
+ public:
+  void Notify();
+  // Sleeps until Notify or timeout_ns.
+  void Wait(int64_t timeout_ns);
+
+ private:
+  std::atomic<uint32_t> seq_{0};
+  std::atomic<uint32_t> sleeping_{0};
+};
+
+// What every shard of a client shares.
+struct ShardContext {
+  Config cfg;
+  std::string root;            // the data directory as given to Open
+  bool read_only = false;
+  bool writer_live = false;    // read-only client: a writer holds the directory
+  shm::ControlRegion* control = nullptr;
+  Wakeup* maintainer = nullptr;
+  Wakeup* syncer = nullptr;
+};
+
+class Shard {
+ public:
+  Shard(const ShardContext* ctx, uint32_t prefix_id, std::string prefix, uint32_t shard);
+  ~Shard();
+
+  // Loads the shard's segments. A writer recovers: torn tail truncated, damage reported, index
+  // rebuilt where missing; `problems` receives a line per problem. A read-only client only reads.
+  Status Load(std::vector<std::string>* problems);
+
+  Status Append(std::span<const std::string_view> entries, EntryId* ids);
+  Status Read(uint64_t e, Entry* out);
+  // Reads entry e at a known offset (iterators); returns the offset of the next record.
+  Status ReadAt(const std::shared_ptr<Segment>& seg, uint64_t e, uint64_t* off, Entry* out);
+  // The segment holding entry e. NOT_FOUND for entries before the first, in a gap or beyond.
+  // On a gap, *resume is set to the first entry after it.
+  Status Locate(uint64_t e, std::shared_ptr<Segment>* seg, uint64_t* resume);
+
+  // Entries below this are readable.
+  uint64_t Committed() const { return committed_->load(std::memory_order_acquire); }
+  uint64_t FirstEntry() const;
+
+  // Makes every entry below `target` durable (group commit: one fdatasync serves all waiters).
+  Status SyncTo(uint64_t target);
+  Status SyncAll() { return SyncTo(Committed()); }
+  // Background duties: pre-fault ahead of the writer, prepare a spare segment, finish sealed
+  // segments (truncate, index file). Returns quickly when there is nothing to do.
+  void Maintain();
+  // Interval sync: syncs if entries are waiting and the interval passed or sync.entries reached.
+  void MaybeIntervalSync(int64_t now_mono);
+
+  // Stops appends (CLOSED), finishes background duties, syncs per mode.
+  Status Close();
+
+  Status Inspect(StreamInfo* info);
+  // Checks every record of every segment; returns bad records.
+  uint64_t Verify(std::vector<std::string>* problems);
+  void AddStats(Stats* s) const;
+
+  const std::string& name() const { return name_; }
+  const std::string& prefix() const { return prefix_; }
+  uint32_t prefix_id() const { return prefix_id_; }
+  uint32_t shard() const { return shard_; }
+
+ private:
+  struct Plan {
+    uint64_t capacity;
+    uint64_t base;
+  };
+  std::string SegmentPath(uint64_t base, const char* ext) const;
+  std::string SegmentRel(uint64_t base, const char* ext) const;
+  Status EnsureDir();
+  Result<std::shared_ptr<Segment>> NewSegment(uint64_t base, uint64_t capacity);
+  void Rotate(std::shared_ptr<Segment> next);
+  Status EnsureReady(const std::shared_ptr<Segment>& seg);
+  Status ScanFully(const std::shared_ptr<Segment>& seg);
+  Status Refresh();
+  void CountCorrupt(uint64_t n);
+  Status LoadSegments(std::vector<std::shared_ptr<Segment>>* segs,
+                      std::vector<std::string>* problems);
+
+  const ShardContext* ctx_;
+  const uint32_t prefix_id_, shard_;
+  const std::string prefix_, name_, dir_, rel_dir_;
+  format::ShardSlot* slot_ = nullptr;
+  std::atomic<uint64_t> local_committed_{0};
+  std::atomic<uint64_t>* committed_ = &local_committed_;
+  bool dir_exists_ = false;
+
+  // Segment list: readers copy shared_ptrs under a shared lock; the writer changes it while
+  // holding write_mu_ and an exclusive lock.
+  mutable std::shared_mutex list_mu_;
+  std::vector<std::shared_ptr<Segment>> segments_;
+  std::vector<std::pair<uint64_t, uint64_t>> gaps_;
+
+  // Writer state, guarded by write_mu_.
+  std::mutex write_mu_;
+  std::shared_ptr<Segment> active_;
+  uint64_t write_off_ = 0;
+  uint64_t next_entry_ = 0;
+  bool closed_ = false;
+  std::atomic<Segment*> active_raw_{nullptr};  // for the pre-faulting thread
+  std::atomic<bool> prefault_asked_{false};
+  std::atomic<bool> sync_asked_{false};
+
+  // A preallocated, pre-faulted segment file waiting to become the next active one.
+  std::mutex spare_mu_;
+  std::shared_ptr<Segment> spare_;
+  std::atomic<bool> want_spare_{false};
+
+  // Sealed segments waiting for truncation and an index file.
+  std::mutex finish_mu_;
+  std::vector<std::shared_ptr<Segment>> to_finish_;
+
+  // Group commit.
+  std::mutex sync_mu_;
+  std::condition_variable sync_cv_;
+  bool sync_leader_ = false;
+  uint64_t synced_ = 0;
+  int64_t last_sync_mono_ = 0;
+  std::vector<std::shared_ptr<Segment>> unsynced_;  // sealed, not yet fdatasync'd
+  std::shared_ptr<Segment> sync_active_;
+  bool dir_dirty_ = false;
+
+  std::atomic<uint64_t> corrupt_{0};
+  std::atomic<uint64_t> torn_{0};
+};
+
+}  // namespace comet::internal
