@@ -138,6 +138,14 @@ Status DataSync(int fd, const std::string& path) {
   return Status::Ok();
 }
 
+Status SyncMapped(char* base, uint64_t len, const std::string& path) {
+  if (len == 0) return Status::Ok();
+  if (msync(base, len, MS_SYNC) != 0) {
+    return Status::FromErrno(errno, "msync " + std::to_string(len) + " bytes of " + path);
+  }
+  return Status::Ok();
+}
+
 Status PreadFull(int fd, void* buf, size_t n, uint64_t off, const std::string& path, size_t* got) {
   size_t done = 0;
   while (done < n) {

@@ -31,6 +31,9 @@ Result<uint64_t> FileSize(int fd, const std::string& path);
 Status Preallocate(int fd, uint64_t bytes, const std::string& path);  // fallocate, no SIGBUS later
 Status Truncate(int fd, uint64_t bytes, const std::string& path);
 Status DataSync(int fd, const std::string& path);
+// Writes back [0, len) of a MAP_SHARED mapping and waits (msync MS_SYNC). Unlike fdatasync it
+// leaves the pre-faulted pages beyond `len` alone, so the writer does not fault on them again.
+Status SyncMapped(char* base, uint64_t len, const std::string& path);
 Status PreadFull(int fd, void* buf, size_t n, uint64_t off, const std::string& path, size_t* got);
 Status WriteFile(const std::string& path, const void* data, size_t n, bool durable);
 Result<std::string> ReadFile(const std::string& path);

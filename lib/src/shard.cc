@@ -23,10 +23,14 @@ void Wakeup::Notify() {
 }
 
 void Wakeup::Wait(int64_t timeout_ns) {
-  uint32_t seen = seq_.load(std::memory_order_acquire);
-  sleeping_.store(1, std::memory_order_seq_cst);
-  if (seq_.load(std::memory_order_seq_cst) == seen) env::FutexWait(&seq_, seen, timeout_ns);
-  sleeping_.store(0, std::memory_order_relaxed);
+  // A Notify that arrived while the waiter was busy must not be slept through.
+  uint32_t cur = seq_.load(std::memory_order_acquire);
+  if (cur == seen_) {
+    sleeping_.store(1, std::memory_order_seq_cst);
+    if (seq_.load(std::memory_order_seq_cst) == cur) env::FutexWait(&seq_, cur, timeout_ns);
+    sleeping_.store(0, std::memory_order_relaxed);
+  }
+  seen_ = seq_.load(std::memory_order_acquire);
 }
 
 // ---- helpers ---------------------------------------------------------------------------------
@@ -477,7 +481,26 @@ Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
 
 // ---- sync and background work ----------------------------------------------------------------
 
-Status Shard::SyncTo(uint64_t target) {
+uint64_t Shard::EntriesBelow(Segment* seg, uint64_t end, uint64_t committed) const {
+  SparseIndex& idx = seg->index();
+  size_t lo = 0, hi = idx.size();
+  while (lo < hi) {  // the last node at or below `end`
+    size_t mid = (lo + hi) / 2;
+    if (idx.Get(mid) <= end) lo = mid + 1; else hi = mid;
+  }
+  if (lo == 0) return 0;
+  uint64_t k = uint64_t{lo - 1} * idx.interval();
+  uint64_t off = idx.Get(lo - 1);
+  while (seg->base() + k < committed) {
+    uint64_t next = off + kRecordHeaderSize + (load32(seg->map() + off + rec::kSizeFlags) & kSizeMask);
+    if (next > end) break;
+    off = next;
+    k++;
+  }
+  return k;
+}
+
+Status Shard::SyncUpTo(uint64_t target, bool spare_tail_page) {
   if (ctx_->read_only) return Status::Ok();
   std::unique_lock lk(sync_mu_);
   while (synced_ < target) {
@@ -485,20 +508,28 @@ Status Shard::SyncTo(uint64_t target) {
       sync_cv_.wait(lk);
       continue;
     }
-    // Lead one fdatasync for everything published so far; waiters behind it share it.
+    // Lead one sync for everything published so far; waiters behind it share it.
     sync_leader_ = true;
-    const uint64_t goal = Committed();
+    uint64_t goal = Committed();
     std::vector<std::shared_ptr<Segment>> segs = std::move(unsynced_);
     unsynced_.clear();
     std::shared_ptr<Segment> act = sync_active_;
+    // Under sync_mu_ no rotation can complete, so this offset is the active segment's.
+    uint64_t act_end = act ? std::min<uint64_t>(slot_->committed_offset.load(std::memory_order_acquire),
+                                                act->map_len())
+                           : 0;
     const bool dirty = dir_dirty_;
     dir_dirty_ = false;
     lk.unlock();
+    if (act && spare_tail_page) {
+      act_end &= ~uint64_t{4095};
+      goal = std::min(goal, act->base() + EntriesBelow(act.get(), act_end, goal));
+    }
     Status st;
     for (auto& s : segs) {
-      if (st.ok()) st = env::DataSync(s->fd(), s->path());
+      if (st.ok()) st = env::SyncMapped(s->map(), s->data_end(), s->path());
     }
-    if (st.ok() && act) st = env::DataSync(act->fd(), act->path());
+    if (st.ok() && act) st = env::SyncMapped(act->map(), act_end, act->path());
     if (st.ok() && dirty) st = env::FsyncDir(dir_);
     lk.lock();
     sync_leader_ = false;
@@ -513,6 +544,7 @@ Status Shard::SyncTo(uint64_t target) {
     slot_->synced_entry.store(synced_, std::memory_order_relaxed);
     slot_->syncs.fetch_add(1, std::memory_order_relaxed);
     sync_cv_.notify_all();
+    if (spare_tail_page) break;  // best effort: the tail page goes with the next sync
   }
   return Status::Ok();
 }
@@ -529,7 +561,10 @@ void Shard::MaybeIntervalSync(int64_t now_mono) {
           c - synced >= ctx_->cfg.sync.entries;
   }
   sync_asked_.store(false, std::memory_order_relaxed);
-  if (due) (void)SyncTo(c);
+  // While the writer is moving, leave the page it is filling; once it is idle, sync it all.
+  const bool moving = c != last_seen_committed_;
+  last_seen_committed_ = c;
+  if (due) (void)SyncUpTo(c, moving);
 }
 
 void Shard::Maintain() {

@@ -35,11 +35,12 @@ namespace comet::internal {
 class Wakeup {
  public:
   void Notify();
-  // Sleeps until Notify or timeout_ns.
+  // Sleeps until a Notify not yet seen by the (single) waiter, or timeout_ns.
   void Wait(int64_t timeout_ns);
 
  private:
   std::atomic<uint32_t> seq_{0};
+  uint32_t seen_ = 0;  // waiter's own
   std::atomic<uint32_t> sleeping_{0};
 };
 
@@ -76,7 +77,7 @@ class Shard {
   uint64_t FirstEntry() const;
 
   // Makes every entry below `target` durable (group commit: one fdatasync serves all waiters).
-  Status SyncTo(uint64_t target);
+  Status SyncTo(uint64_t target) { return SyncUpTo(target, false); }
   Status SyncAll() { return SyncTo(Committed()); }
   // Background duties: pre-fault ahead of the writer, prepare a spare segment, finish sealed
   // segments (truncate, index file). Returns quickly when there is nothing to do.
@@ -105,6 +106,12 @@ class Shard {
   std::string SegmentPath(uint64_t base, const char* ext) const;
   std::string SegmentRel(uint64_t base, const char* ext) const;
   Status EnsureDir();
+  // The sync itself. With `spare_tail_page`, the active segment is written back only up to the
+  // last whole page, so that the writer, still filling that page, does not take a write-protect
+  // fault behind the writeback; entries on that page wait for the next sync.
+  Status SyncUpTo(uint64_t target, bool spare_tail_page);
+  // Entries of segment `seg` that end at or below byte `end`, counted from its base.
+  uint64_t EntriesBelow(Segment* seg, uint64_t end, uint64_t committed) const;
   Result<std::shared_ptr<Segment>> NewSegment(uint64_t base, uint64_t capacity);
   void Rotate(std::shared_ptr<Segment> next);
   Status EnsureReady(const std::shared_ptr<Segment>& seg);
@@ -153,6 +160,7 @@ class Shard {
   bool sync_leader_ = false;
   uint64_t synced_ = 0;
   int64_t last_sync_mono_ = 0;
+  uint64_t last_seen_committed_ = 0;  // interval syncer: did the writer move since last time?
   std::vector<std::shared_ptr<Segment>> unsynced_;  // sealed, not yet fdatasync'd
   std::shared_ptr<Segment> sync_active_;
   bool dir_dirty_ = false;
