@@ -247,6 +247,23 @@ Status Shard::Load(std::vector<std::string>* problems) {
       segs[i]->MarkSealed(nb - segs[i]->base(), segs[i]->data_end());
     }
   }
+  // The control region remembers more acknowledged entries than the segments hold (the newest
+  // segment file is gone): never hand those numbers out again.
+  if (!ctx_->read_only && hinted && hint_entry > next) {
+    problems->push_back(name_ + ": entries " + std::to_string(next) + ".." +
+                        std::to_string(hint_entry - 1) +
+                        " were acknowledged but no segment holds them; numbering continues at " +
+                        std::to_string(hint_entry));
+    ctx_->control->header()->gaps.fetch_add(1);
+    if (active) {
+      (void)env::Truncate(active->fd(), write_off, active->path());
+      active->Seal(next - active->base(), write_off);
+      active.reset();
+    }
+    gaps.emplace_back(next, hint_entry);
+    next = hint_entry;
+  }
+
   {
     std::unique_lock lk(list_mu_);
     segments_ = std::move(segs);
