@@ -272,6 +272,10 @@ Status Shard::Load(std::vector<std::string>* problems) {
   next_entry_ = next;
   active_ = active;
   write_off_ = write_off;
+  if (active_) {
+    const uint32_t interval = cfg.index.interval;
+    until_node_ = static_cast<uint32_t>((interval - (next - active_->base()) % interval) % interval);
+  }
   if (ctx_->read_only) {
     if (ctx_->writer_live && slot_) {
       committed_ = &slot_->committed_entry;
@@ -284,7 +288,6 @@ Status Shard::Load(std::vector<std::string>* problems) {
     if (cfg.sync.mode != SyncMode::kNone) {
       if (Status st = env::DataSync(active_->fd(), active_->path()); !st.ok()) return st;
     }
-    active_raw_.store(active_.get(), std::memory_order_release);
     sync_active_ = active_;
   }
   synced_ = next;
@@ -356,10 +359,10 @@ void Shard::Rotate(std::shared_ptr<Segment> next) {
     segments_.push_back(next);
   }
   active_ = next;
-  active_raw_.store(next.get(), std::memory_order_release);
   write_off_ = kSegmentHeaderSize;
+  until_node_ = 0;
   slot_->active_base.store(next->base(), std::memory_order_relaxed);
-  Bump(slot_->rotations, 1);
+  if (old) Bump(slot_->rotations, 1);
   {
     std::lock_guard lk(sync_mu_);
     if (old && !drop_old) unsynced_.push_back(old);
@@ -450,9 +453,11 @@ Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
     char* dst = active_->map() + write_off_;
     EncodeRecordHeader(dst, r.masked_crc, r.size_flags, ts);
     std::memcpy(dst + kRecordHeaderSize, r.payload, size);
-    if ((next_entry_ - active_->base()) % interval == 0) {
+    if (until_node_ == 0) {
       active_->index().Push(static_cast<uint32_t>(write_off_));
+      until_node_ = interval;
     }
+    until_node_--;
     if (ids) ids[i] = EntryId{prefix_id_, shard_, next_entry_};
     write_off_ += kRecordHeaderSize + size;
     next_entry_++;
@@ -801,9 +806,11 @@ Status Shard::Inspect(StreamInfo* info) {
   info->name = name_;
   const uint64_t c = Committed();
   info->next_entry = c;
+  if (ctx_->read_only) (void)Refresh();
   std::shared_lock lk(list_mu_);
   info->first = EntryId{prefix_id_, shard_, segments_.empty() ? c : segments_.front()->base()};
   for (const auto& s : segments_) {
+    if (ctx_->read_only) s->RefreshSeal();
     SegmentInfo si;
     si.file = s->rel();
     si.base_entry = s->base();
@@ -826,14 +833,18 @@ Status Shard::Inspect(StreamInfo* info) {
 }
 
 uint64_t Shard::Verify(std::vector<std::string>* problems) {
+  // The committed count first: a writer seals a segment before it publishes any entry of the
+  // next, so every unsealed segment seen after this load holds entries below c only.
+  const uint64_t c = Committed();
+  if (ctx_->read_only) (void)Refresh();
   std::vector<std::shared_ptr<Segment>> segs;
   {
     std::shared_lock lk(list_mu_);
     segs = segments_;
   }
   uint64_t bad = 0;
-  const uint64_t c = Committed();
   for (auto& s : segs) {
+    if (ctx_->read_only) s->RefreshSeal();
     (void)EnsureReady(s);
     ScanHints hints;
     uint64_t limit;

@@ -140,8 +140,8 @@ class Shard {
   std::shared_ptr<Segment> active_;
   uint64_t write_off_ = 0;
   uint64_t next_entry_ = 0;
+  uint32_t until_node_ = 0;  // entries until the next sparse-index node
   bool closed_ = false;
-  std::atomic<Segment*> active_raw_{nullptr};  // for the pre-faulting thread
   std::atomic<bool> prefault_asked_{false};
   std::atomic<bool> sync_asked_{false};
 

@@ -1,0 +1,305 @@
+// Shared helpers of the `comet` tool (see cli.h).
+#include "cli.h"
+
+#include <cerrno>
+#include <charconv>
+#include <cstdarg>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include "comet/stream.h"
+
+namespace comet::cli {
+
+// ---- errors ----------------------------------------------------------------------------------
+
+void PrintError(std::string_view message) {
+  std::fprintf(stderr, "comet: %.*s\n", static_cast<int>(message.size()), message.data());
+}
+
+void PrintError(const Status& s) {
+  PrintError(s.message().empty() ? std::string_view(code_name(s.code())) : s.message());
+}
+
+Status Annotate(const Status& s, std::string_view subject, std::string_view context) {
+  if (s.ok() || s.message().find(subject) != std::string::npos) return s;
+  std::string m(context);
+  m += ": ";
+  m += s.message().empty() ? std::string(code_name(s.code())) : s.message();
+  return Status(s.code(), std::move(m));
+}
+
+int Fail(const Status& s) {
+  PrintError(s);
+  return kExitFail;
+}
+
+int UsageError(std::string_view command, std::string_view message) {
+  PrintError(std::string(command) + ": " + std::string(message));
+  std::fprintf(stderr, "run 'comet help %.*s' for usage\n", static_cast<int>(command.size()),
+               command.data());
+  return kExitUsage;
+}
+
+// ---- option parsing --------------------------------------------------------------------------
+
+bool Args::Has(std::string_view name) const {
+  for (const auto& [k, v] : options) {
+    if (k == name) return true;
+  }
+  return false;
+}
+
+std::optional<std::string> Args::Get(std::string_view name) const {
+  std::optional<std::string> value;
+  for (const auto& [k, v] : options) {
+    if (k == name) value = v;
+  }
+  return value;
+}
+
+std::vector<std::string> Args::GetAll(std::string_view name) const {
+  std::vector<std::string> values;
+  for (const auto& [k, v] : options) {
+    if (k == name) values.push_back(v);
+  }
+  return values;
+}
+
+namespace {
+
+const OptionSpec* FindSpec(std::span<const OptionSpec> specs, std::string_view name) {
+  for (const auto& spec : specs) {
+    if (spec.name == name) return &spec;
+  }
+  return nullptr;
+}
+
+bool LooksLikeOption(std::string_view arg) { return arg.size() > 1 && arg[0] == '-'; }
+
+}  // namespace
+
+Result<Args> ParseArgs(std::span<char* const> args, std::span<const OptionSpec> specs) {
+  Args out;
+  bool options_done = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (options_done || !LooksLikeOption(arg)) {
+      out.positional.emplace_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      options_done = true;
+      continue;
+    }
+    std::string_view name = arg;
+    std::optional<std::string_view> inline_value;
+    if (size_t eq = arg.find('='); eq != std::string_view::npos && arg.starts_with("--")) {
+      name = arg.substr(0, eq);
+      inline_value = arg.substr(eq + 1);
+    }
+    const OptionSpec* spec = FindSpec(specs, name);
+    if (spec == nullptr) return Status::Invalid("unknown option '" + std::string(name) + "'");
+    if (!spec->takes_value) {
+      if (inline_value) {
+        return Status::Invalid("option '" + std::string(name) + "' takes no value");
+      }
+      out.options.emplace_back(std::string(name), std::string());
+      continue;
+    }
+    if (inline_value) {
+      out.options.emplace_back(std::string(name), std::string(*inline_value));
+    } else if (i + 1 < args.size()) {
+      out.options.emplace_back(std::string(name), std::string(args[++i]));
+    } else {
+      return Status::Invalid("option '" + std::string(name) + "' needs a value");
+    }
+  }
+  return out;
+}
+
+Result<uint64_t> ParseCount(std::string_view option, std::string_view text) {
+  uint64_t v = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, v);
+  if (text.empty() || ec != std::errc() || ptr != end) {
+    return Status::Invalid(std::string(option) + ": '" + std::string(text) +
+                           "' is not a non-negative integer");
+  }
+  return v;
+}
+
+// ---- opening a data directory ----------------------------------------------------------------
+
+Status ApplySettings(Config* cfg, const std::vector<std::string>& settings) {
+  for (const std::string& setting : settings) {
+    size_t eq = setting.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return Status::Invalid("-c '" + setting + "': expected key=value");
+    }
+    Status s = cfg->Set(std::string_view(setting).substr(0, eq),
+                        std::string_view(setting).substr(eq + 1));
+    if (!s.ok()) return Status(s.code(), "-c '" + setting + "': " + s.message());
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Client>> OpenReadOnly(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::file_status st = std::filesystem::status(dir, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    return Status::FromErrno(ec.value(), "checking data directory " + dir);
+  }
+  if (!std::filesystem::exists(st)) return Status::NotFound(dir + ": no such data directory");
+  if (!std::filesystem::is_directory(st)) {
+    return Status::Invalid(dir + " is not a directory (expected a Comet data directory)");
+  }
+  Config cfg = Config::Default();
+  cfg.open.read_only = true;
+  auto client = Client::Open(dir, cfg);
+  if (!client.ok()) return Annotate(client.status(), dir, "opening " + dir + " read-only");
+  return std::move(client).value();
+}
+
+Status CheckStreamName(std::string_view name) {
+  auto parsed = ParseStreamName(name);
+  if (parsed.ok()) return Status::Ok();
+  return Annotate(parsed.status(), name, "invalid stream name '" + std::string(name) + "'");
+}
+
+// ---- output ----------------------------------------------------------------------------------
+
+namespace {
+
+bool InRange(unsigned char c, unsigned char lo, unsigned char hi) { return c >= lo && c <= hi; }
+
+// Length of the valid UTF-8 sequence starting at s[i] (a non-ASCII lead byte), or 0 if the bytes
+// there are not one: overlong forms, surrogates and code points above U+10FFFF are invalid.
+size_t Utf8SequenceLength(std::string_view s, size_t i) {
+  auto at = [&](size_t k) -> unsigned char {
+    return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0;
+  };
+  unsigned char c = at(0);
+  size_t len = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (InRange(c, 0xC2, 0xDF)) {
+    len = 2;
+  } else if (InRange(c, 0xE0, 0xEF)) {
+    len = 3;
+    if (c == 0xE0) lo = 0xA0;  // overlong
+    if (c == 0xED) hi = 0x9F;  // UTF-16 surrogates
+  } else if (InRange(c, 0xF0, 0xF4)) {
+    len = 4;
+    if (c == 0xF0) lo = 0x90;  // overlong
+    if (c == 0xF4) hi = 0x8F;  // above U+10FFFF
+  } else {
+    return 0;
+  }
+  if (!InRange(at(1), lo, hi)) return 0;
+  for (size_t k = 2; k < len; ++k) {
+    if (!InRange(at(k), 0x80, 0xBF)) return 0;
+  }
+  return len;
+}
+
+void AppendUnicodeEscape(std::string* out, unsigned char c) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const char esc[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+  out->append(esc, sizeof esc);
+}
+
+}  // namespace
+
+void AppendJsonString(std::string* out, std::string_view s) {
+  out->push_back('"');
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      size_t len = Utf8SequenceLength(s, i);
+      if (len == 0) {
+        AppendUnicodeEscape(out, c);
+        ++i;
+      } else {
+        out->append(s.substr(i, len));
+        i += len;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\b': out->append("\\b"); break;
+      case '\f': out->append("\\f"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      default:
+        if (c < 0x20 || c == 0x7F) {
+          AppendUnicodeEscape(out, c);
+        } else {
+          out->push_back(static_cast<char>(c));
+        }
+    }
+    ++i;
+  }
+  out->push_back('"');
+}
+
+bool Output::Flush() {
+  if (!buf_.empty() && !failed_) {
+    if (std::fwrite(buf_.data(), 1, buf_.size(), f_) != buf_.size()) failed_ = true;
+  }
+  buf_.clear();
+  if (!failed_ && std::fflush(f_) != 0) failed_ = true;
+  return !failed_;
+}
+
+std::string Grouped(uint64_t v) {
+  std::string digits = std::to_string(v);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
+    out.push_back(digits[i]);
+  }
+  return out;
+}
+
+std::string Plural(uint64_t n, std::string_view word, std::string_view plural) {
+  std::string s = Grouped(n) + " ";
+  if (n == 1) return s + std::string(word);
+  return plural.empty() ? s + std::string(word) + "s" : s + std::string(plural);
+}
+
+std::string HumanBytes(double bytes) {
+  static constexpr const char* kUnits[] = {"B", "KB", "MB", "GB", "TB"};
+  size_t unit = 0;
+  while (bytes >= 1000.0 && unit + 1 < std::size(kUnits)) {
+    bytes /= 1000.0;
+    ++unit;
+  }
+  return unit == 0 ? Format("%.0f B", bytes) : Format("%.1f %s", bytes, kUnits[unit]);
+}
+
+std::string HumanDuration(double ns) {
+  if (ns < 1e3) return Format("%.0f ns", ns);
+  if (ns < 1e6) return Format("%.1f us", ns / 1e3);
+  if (ns < 1e9) return Format("%.2f ms", ns / 1e6);
+  return Format("%.2f s", ns / 1e9);
+}
+
+std::string Format(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  va_list ap2;
+  va_copy(ap2, ap);
+  int n = std::vsnprintf(nullptr, 0, fmt, ap);
+  va_end(ap);
+  std::string out(n > 0 ? static_cast<size_t>(n) : 0, '\0');
+  if (n > 0) std::vsnprintf(out.data(), out.size() + 1, fmt, ap2);
+  va_end(ap2);
+  return out;
+}
+
+}  // namespace comet::cli

@@ -1,0 +1,14 @@
+// The `comet` subcommands. Each takes the arguments after its name and returns the exit code.
+#pragma once
+
+#include <span>
+
+namespace comet::cli {
+
+int RunAppend(std::span<char* const> args);
+int RunTail(std::span<char* const> args);
+int RunInspect(std::span<char* const> args);
+int RunVerify(std::span<char* const> args);
+int RunDemo(std::span<char* const> args);
+
+}  // namespace comet::cli
