@@ -65,6 +65,15 @@ Status ControlRegion::Create(const std::string& path, uint32_t max_streams,
 }
 
 Status ControlRegion::Attach(bool writable) {
+  Result<int> fd = env::OpenFile(path_, O_RDONLY);
+  if (!fd.ok()) return fd.status();
+  Result<uint64_t> size = env::FileSize(*fd, path_);
+  env::Close(*fd);
+  if (!size.ok()) return size.status();
+  if (*size < format::kControlHeaderSize) {
+    return Status::Corrupt("control file " + path_ + " is " + std::to_string(*size) +
+                           " bytes, shorter than its header");
+  }
   try {
     file_ = bip::file_mapping(path_.c_str(), writable ? bip::read_write : bip::read_only);
     region_ = bip::mapped_region(file_, writable ? bip::read_write : bip::read_only);

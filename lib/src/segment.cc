@@ -239,7 +239,7 @@ bool Segment::CheckRecord(uint64_t off, uint64_t limit) const {
 ScanResult Segment::Scan(uint64_t limit, const ScanHints& h) {
   ScanResult r;
   limit = std::min<uint64_t>(limit, map_len_);
-  const bool fill = index_.size() == 0;
+  const bool fill = h.fill_index && index_.size() == 0;
   const uint32_t interval = index_.interval();
   const bool know_count = h.expected_count != kNotSealed;
   std::vector<uint64_t> offs;

@@ -91,6 +91,7 @@ struct ScanResult {
 struct ScanHints {
   uint64_t acknowledged_end = 0;     // bytes below this were acknowledged (0: unknown)
   uint64_t expected_count = kNotSealed;  // entries the segment is known to hold
+  bool fill_index = true;                // push index nodes (when the index is empty)
 };
 
 class Segment {

@@ -170,6 +170,22 @@ Status Shard::Load(std::vector<std::string>* problems) {
   std::vector<std::shared_ptr<Segment>> segs;
   if (Status st = LoadSegments(&segs, problems); !st.ok()) return st;
 
+  // A crash between creating a segment for a batch and publishing the batch leaves an empty
+  // last segment whose base counts entries that were never written: drop it, so numbering goes
+  // on from the data (the acknowledged-number rule below still applies).
+  if (!ctx_->read_only && segs.size() > 1 && !segs.back()->header().sealed &&
+      !(hinted && hint_entry > segs.back()->base())) {
+    Segment& last = *segs.back();
+    ScanHints probe;
+    probe.fill_index = false;
+    if (!last.CheckRecord(kSegmentHeaderSize, last.map_len()) &&
+        last.Scan(last.map_len(), probe).count == 0) {
+      problems->push_back("segment " + last.rel() + ": empty segment of an unfinished batch removed");
+      (void)env::Unlink(last.path());
+      segs.pop_back();
+    }
+  }
+
   uint64_t next = hinted && segs.empty() ? hint_entry : 0;
   std::shared_ptr<Segment> active;
   uint64_t write_off = 0;
@@ -192,7 +208,9 @@ Status Shard::Load(std::vector<std::string>* problems) {
     } else {
       // The active segment of the last writer: recover its tail.
       ScanHints hints;
-      if (hinted && hint_base == s.base()) hints.acknowledged_end = hint_offset;
+      if (hinted && hint_base == s.base() && hint_entry > s.base()) {
+        hints.acknowledged_end = hint_offset;
+      }
       ScanResult r = s.Scan(s.map_len(), hints);
       for (auto& p : r.problems) problems->push_back(p);
       CountCorrupt(r.bad.size());
@@ -212,7 +230,9 @@ Status Shard::Load(std::vector<std::string>* problems) {
         write_off = r.end;
         continue;
       }
-      if (r.end <= cfg.storage.max_segment_bytes) {
+      // A damaged segment is sealed as it is, so its damage map never changes under readers;
+      // appends go on in a new segment.
+      if (r.bad.empty() && r.end <= cfg.storage.max_segment_bytes) {
         Status st = s.PrepareForAppend(r.end, cfg.storage.max_segment_bytes,
                                        cfg.storage.prefault_bytes);
         if (st.ok()) {
@@ -361,7 +381,6 @@ void Shard::Rotate(std::shared_ptr<Segment> next) {
   active_ = next;
   write_off_ = kSegmentHeaderSize;
   until_node_ = 0;
-  slot_->active_base.store(next->base(), std::memory_order_relaxed);
   if (old) Bump(slot_->rotations, 1);
   {
     std::lock_guard lk(sync_mu_);
@@ -467,7 +486,9 @@ Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
   }
   fresh.clear();
 
-  // Publish: committed_entry last, with release; readers acquire it.
+  // Publish: committed_entry last, with release; readers acquire it. Recovery trusts
+  // (active_base, committed_offset) only when committed_entry shows entries in that segment.
+  slot_->active_base.store(active_->base(), std::memory_order_relaxed);
   slot_->committed_offset.store(write_off_, std::memory_order_relaxed);
   slot_->committed_entry.store(next_entry_, std::memory_order_release);
   Bump(slot_->appended_entries, n);
