@@ -1,0 +1,106 @@
+// The `comet` tool, run as a real process: what it prints and how it exits.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "test_util.h"
+
+namespace {
+
+using comet_test::TempDirTest;
+
+struct ToolRun {
+  int status = -1;
+  std::string out;
+};
+
+// Runs `comet ARGS` through the shell (stdin from `input` via a file), capturing stdout.
+class ToolTest : public TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    const char* bin = std::getenv("COMET_BIN");
+    bin_ = bin && *bin ? bin : "build/bin/comet";
+    if (!comet_test::FileExists(bin_)) GTEST_SKIP() << "no comet binary at " << bin_ << " (set COMET_BIN)";
+  }
+
+  ToolRun Comet(const std::string& args, const std::string& input = "") {
+    std::string in = Sub("stdin.txt");
+    EXPECT_TRUE(comet_test::WriteFile(in, input));
+    std::string cmd = "'" + bin_ + "' " + args + " < '" + in + "' 2>'" + Sub("stderr.txt") + "'";
+    ToolRun r;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return r;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    int st = pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+  }
+
+  std::string Data() const { return dir_ + "/data"; }
+  std::string bin_;
+};
+
+TEST_F(ToolTest, AppendThenTailRoundTripsLines) {
+  ToolRun a = Comet("append " + Data() + " app:shard:0002", "first line\n\nthird line\n");
+  ASSERT_EQ(a.status, 0) << comet_test::ReadFile(Sub("stderr.txt"));
+  EXPECT_NE(a.out.find("3 entries"), std::string::npos) << a.out;
+  EXPECT_NE(a.out.find("0..2"), std::string::npos) << a.out;
+  ToolRun t = Comet("tail " + Data() + " app:shard:0002 --from 0");
+  ASSERT_EQ(t.status, 0);
+  EXPECT_EQ(t.out, "first line\n\nthird line\n");
+}
+
+TEST_F(ToolTest, TailJsonNamesStreamShardEntryTimestampAndData) {
+  ASSERT_EQ(Comet("append " + Data() + " app:shard:00A7", "say \"hi\"\n").status, 0);
+  ToolRun t = Comet("tail " + Data() + " app:shard:00A7 --json");
+  ASSERT_EQ(t.status, 0);
+  EXPECT_NE(t.out.find("\"stream\":\"app:shard:00A7\""), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("\"shard\":167"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("\"entry\":0"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("\"ts\":"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("\"data\":\"say \\\"hi\\\"\""), std::string::npos) << t.out;
+}
+
+TEST_F(ToolTest, VerifyExitsZeroWhenCleanAndOneOnCorruption) {
+  std::string lines;
+  for (int i = 0; i < 100; i++) lines += "line number " + std::to_string(i) + " of the verify test\n";
+  ASSERT_EQ(Comet("append " + Data() + " v:shard:0000", lines).status, 0);
+  EXPECT_EQ(Comet("verify " + Data()).status, 0);
+  auto segs = comet_test::ListSegments(Data(), 0, 0);
+  ASSERT_EQ(segs.size(), 1u);
+  // A byte inside entry 50's payload (256-byte header, then 16 + payload per record).
+  uint64_t off = 256;
+  for (int i = 0; i < 50; i++) off += 16 + ("line number " + std::to_string(i) + " of the verify test").size();
+  ASSERT_TRUE(comet_test::FlipByte(segs[0], off + 16 + 3));
+  ToolRun v = Comet("verify " + Data());
+  EXPECT_EQ(v.status, 1);
+  std::string all = v.out + comet_test::ReadFile(Sub("stderr.txt"));
+  EXPECT_NE(all.find("0000000000000000.seg"), std::string::npos) << all;
+  EXPECT_NE(all.find("entry 50"), std::string::npos) << all;
+}
+
+TEST_F(ToolTest, InspectListsStreamsAndSegments) {
+  ASSERT_EQ(Comet("append " + Data() + " a:shard:0001", "x\ny\n").status, 0);
+  ASSERT_EQ(Comet("append " + Data() + " b:shard:0001", "z\n").status, 0);
+  ToolRun i = Comet("inspect " + Data());
+  ASSERT_EQ(i.status, 0);
+  EXPECT_NE(i.out.find("a:shard:0001"), std::string::npos) << i.out;
+  EXPECT_NE(i.out.find("b:shard:0001"), std::string::npos) << i.out;
+  EXPECT_NE(i.out.find("0000000000000000.seg"), std::string::npos) << i.out;
+}
+
+TEST_F(ToolTest, BadInputGetsAClearErrorAndNonZeroExit) {
+  ToolRun r = Comet("append " + Data() + " not-a-stream", "x\n");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(comet_test::ReadFile(Sub("stderr.txt")).find("not-a-stream"), std::string::npos);
+  r = Comet("tail " + Sub("missing") + " a:shard:0000");
+  EXPECT_NE(r.status, 0);
+  EXPECT_FALSE(comet_test::FileExists(Sub("missing"))) << "a read-only command created a directory";
+}
+
+}  // namespace
