@@ -18,7 +18,7 @@ using format::ShardSlot;
 namespace {
 
 uint32_t HeaderCrc(const ControlHeader* h) {
-  char bytes[56];
+  char bytes[64];
   std::memcpy(bytes, h, sizeof bytes);
   std::memset(bytes + 8, 0, 4);  // version is published after the CRC is written
   return crc32c::Mask(crc32c::Value(bytes, sizeof bytes));
@@ -54,8 +54,9 @@ Status ControlRegion::Create(const std::string& path, uint32_t max_streams,
   h->max_shards = max_streams;
   h->file_size = size;
   h->created_ns = env::NowNs();
-  h->process_table_offset = format::kControlHeaderSize;
-  h->shard_table_offset = format::kControlHeaderSize + size_t{max_processes} * sizeof(format::ProcessSlot);
+  h->process_table_offset = format::process_table_offset();
+  h->metrics_table_offset = format::metrics_table_offset(max_processes);
+  h->shard_table_offset = format::shard_table_offset(max_processes);
   h->header_crc = HeaderCrc(h);
   // Published last: an attacher that sees a version sees everything above.
   h->version.store(format::control_version(format::kControlMajor, format::kControlMinor),
@@ -112,8 +113,9 @@ Status ControlRegion::Validate() const {
   size_t want = format::control_file_size(h->max_processes, h->max_shards);
   if (h->header_size != format::kControlHeaderSize || h->file_size != want ||
       region_.get_size() < want ||
-      h->shard_table_offset != format::kControlHeaderSize +
-                                   size_t{h->max_processes} * sizeof(format::ProcessSlot) ||
+      h->process_table_offset != format::process_table_offset() ||
+      h->metrics_table_offset != format::metrics_table_offset(h->max_processes) ||
+      h->shard_table_offset != format::shard_table_offset(h->max_processes) ||
       h->shard_count.load(std::memory_order_acquire) > h->max_shards) {
     return Status::Corrupt("control file " + path_ + " has inconsistent sizes");
   }
@@ -175,13 +177,21 @@ ShardSlot* ControlRegion::Find(uint32_t prefix_id, uint32_t shard) const {
   return nullptr;
 }
 
+// Slot allocation is serialised across processes by an OFD lock on byte 0 of the control file:
+// the kernel releases it if the holder dies, so a crash never wedges the table.
 Result<ShardSlot*> ControlRegion::Acquire(uint32_t prefix_id, uint32_t shard) {
   if (ShardSlot* s = Find(prefix_id, shard)) return s;
-  const uint32_t me = static_cast<uint32_t>(getpid());
-  uint32_t expected = 0;
-  while (!header_->registry_lock.compare_exchange_weak(expected, me, std::memory_order_acquire)) {
-    expected = 0;
-    std::this_thread::yield();
+  if (lock_fd_ < 0) {
+    Result<int> fd = env::OpenFile(path_, O_RDWR);
+    if (!fd.ok()) return fd.status();
+    lock_fd_ = *fd;
+  }
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_len = 1;
+  while (fcntl(lock_fd_, F_OFD_SETLKW, &fl) != 0) {
+    if (errno != EINTR) return Status::FromErrno(errno, "lock the shard table of " + path_);
   }
   ShardSlot* found = Find(prefix_id, shard);
   Status err;
@@ -200,9 +210,24 @@ Result<ShardSlot*> ControlRegion::Acquire(uint32_t prefix_id, uint32_t shard) {
       header_->shard_count.store(n + 1, std::memory_order_release);
     }
   }
-  header_->registry_lock.store(0, std::memory_order_release);
+  fl.l_type = F_UNLCK;
+  fcntl(lock_fd_, F_OFD_SETLK, &fl);
   if (!err.ok()) return err;
   return found;
+}
+
+ControlRegion::~ControlRegion() { env::Close(lock_fd_); }
+
+ShardSlot* ControlRegion::shard_at(uint32_t i) const { return &shards_[i]; }
+
+format::ProcessSlot* ControlRegion::process(uint32_t i) const {
+  return reinterpret_cast<format::ProcessSlot*>(reinterpret_cast<char*>(header_) +
+                                                header_->process_table_offset) + i;
+}
+
+format::ProcessMetrics* ControlRegion::metrics(uint32_t i) const {
+  return reinterpret_cast<format::ProcessMetrics*>(reinterpret_cast<char*>(header_) +
+                                                   header_->metrics_table_offset) + i;
 }
 
 }  // namespace comet::shm

@@ -43,6 +43,14 @@ class ControlRegion {
   // Finds or allocates the slot. FULL (naming the capacity) when the table is full.
   Result<format::ShardSlot*> Acquire(uint32_t prefix_id, uint32_t shard);
 
+  uint32_t shard_count() const { return header_->shard_count.load(std::memory_order_acquire); }
+  format::ShardSlot* shard_at(uint32_t i) const;  // REQUIRES: i < shard_count()
+  uint32_t max_processes() const { return header_->max_processes; }
+  format::ProcessSlot* process(uint32_t i) const;      // REQUIRES: i < max_processes()
+  format::ProcessMetrics* metrics(uint32_t i) const;   // REQUIRES: i < max_processes()
+
+  ~ControlRegion();
+
  private:
   ControlRegion() = default;
   Status Attach(bool writable);
@@ -51,6 +59,7 @@ class ControlRegion {
 
   std::string path_;
   bool fresh_ = false;
+  int lock_fd_ = -1;  // for the OFD lock that serialises slot allocation
   boost::interprocess::file_mapping file_;
   boost::interprocess::mapped_region region_;
   format::ControlHeader* header_ = nullptr;

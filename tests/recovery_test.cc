@@ -386,8 +386,8 @@ void UnpublishLastRecord(const std::string& dir, const LastRecord& lr) {
   const std::string ctl = dir + "/comet.ctl";
   std::string bytes = comet_test::ReadFile(ctl);
   ASSERT_GE(bytes.size(), format::kControlHeaderSize);
-  const uint64_t table = format::load64(bytes.data() + 48);
-  const uint32_t count = format::load32(bytes.data() + 64);
+  const uint64_t table = format::load64(bytes.data() + offsetof(format::ControlHeader, shard_table_offset));
+  const uint32_t count = format::load32(bytes.data() + offsetof(format::ControlHeader, shard_count));
   int patched = 0;
   for (uint32_t i = 0; i < count; i++) {
     const uint64_t slot = table + uint64_t{i} * sizeof(format::ShardSlot);
@@ -1281,7 +1281,7 @@ TEST_F(ControlFileTest, NewerMajorVersionIsRefusedWithVersion) {
   uint32_t original = 0;
   ASSERT_TRUE(comet_test::ReadAt(ctl_, 8, &original, 4));
   ASSERT_EQ(original, format::control_version(format::kControlMajor, format::kControlMinor));
-  // header_crc covers [0,56) with version = 0 (format.h), so patching version keeps it valid.
+  // header_crc covers [0,64) with version = 0 (format.h), so patching version keeps it valid.
   char v[4];
   format::store32(v, format::control_version(2, 0));
   ASSERT_TRUE(comet_test::PatchFile(ctl_, 8, v, 4));

@@ -116,10 +116,10 @@ static_assert(kNodes == kIndexHeaderSize);
 
 // ---- control region (DIR/comet.ctl) ----------------------------------------------------------
 //
-//   +--------------------+-------------------------------+--------------------------------+
-//   | ControlHeader      | ProcessSlot[max_processes]    | ShardSlot[max_shards]          |
-//   | 4096 bytes         | 128 bytes each                | 256 bytes each                 |
-//   +--------------------+-------------------------------+--------------------------------+
+//   +---------------+--------------------------+----------------------------+------------------+
+//   | ControlHeader | ProcessSlot[max_procs]   | ProcessMetrics[max_procs]  | ShardSlot[max_   |
+//   | 4096 bytes    | 128 bytes each           | 2688 bytes each            | shards] 256 each |
+//   +---------------+--------------------------+----------------------------+------------------+
 //
 // Offsets, never pointers. Every field that changes after creation is a lock-free atomic; each
 // group written by a different party sits on its own 64-byte cache line. The creator fills the
@@ -137,6 +137,7 @@ static_assert(std::atomic<uint32_t>::is_always_lock_free);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 
 struct ControlHeader {
+  // line 0: written once by the creator, covered by header_crc.
   uint64_t magic;                       // 0   kControlMagic
   std::atomic<uint32_t> version;        // 8   control_version(major, minor); 0 while creating
   uint32_t header_size;                 // 12  kControlHeaderSize
@@ -146,15 +147,20 @@ struct ControlHeader {
   int64_t created_ns;                   // 32
   uint64_t process_table_offset;        // 40
   uint64_t shard_table_offset;          // 48
-  uint32_t header_crc;                  // 56  masked CRC32C of bytes [0,56) with version = 0
-  uint32_t reserved0;                   // 60
-  alignas(kCacheLine) std::atomic<uint32_t> shard_count;  // 64: slots in use (append-only)
-  std::atomic<uint32_t> registry_lock;  // 68: 0 free, else holder; guards slot allocation
-  std::atomic<uint64_t> generation;     // 72: bumped on every rebuild of this file
-  alignas(kCacheLine) std::atomic<uint64_t> rebuilds;        // 128: times the region was rebuilt
-  std::atomic<uint64_t> corrupt_records;                     // 136: CRC failures seen, all shards
-  std::atomic<uint64_t> torn_tails;                          // 144: torn tails truncated
-  std::atomic<uint64_t> gaps;                                // 152: missing segments reported
+  uint64_t metrics_table_offset;        // 56
+  // line 1
+  uint32_t header_crc;                  // 64  masked CRC32C of bytes [0,64) with version = 0
+  uint32_t reserved0;                   // 68
+  // line 2: the shard table's allocation state.
+  alignas(kCacheLine) std::atomic<uint32_t> shard_count;  // 128: slots in use (append-only)
+  std::atomic<uint32_t> reserved1;      // 132
+  std::atomic<uint64_t> generation;     // 136: bumped when process membership changes
+  // line 3: directory-wide counters.
+  alignas(kCacheLine) std::atomic<uint64_t> rebuilds;     // 192: times the region was rebuilt
+  std::atomic<uint64_t> corrupt_records;                  // 200: CRC failures seen, all shards
+  std::atomic<uint64_t> torn_tails;                       // 208: torn tails truncated
+  std::atomic<uint64_t> gaps;                             // 216: missing segments reported
+  std::atomic<uint64_t> takeovers;                        // 224: shards taken from dead owners
 };
 static_assert(offsetof(ControlHeader, magic) == 0);
 static_assert(offsetof(ControlHeader, version) == 8);
@@ -165,30 +171,52 @@ static_assert(offsetof(ControlHeader, file_size) == 24);
 static_assert(offsetof(ControlHeader, created_ns) == 32);
 static_assert(offsetof(ControlHeader, process_table_offset) == 40);
 static_assert(offsetof(ControlHeader, shard_table_offset) == 48);
-static_assert(offsetof(ControlHeader, header_crc) == 56);
-static_assert(offsetof(ControlHeader, shard_count) == 64);
-static_assert(offsetof(ControlHeader, registry_lock) == 68);
-static_assert(offsetof(ControlHeader, generation) == 72);
-static_assert(offsetof(ControlHeader, rebuilds) == 128);
-static_assert(offsetof(ControlHeader, corrupt_records) == 136);
-static_assert(offsetof(ControlHeader, torn_tails) == 144);
-static_assert(offsetof(ControlHeader, gaps) == 152);
+static_assert(offsetof(ControlHeader, metrics_table_offset) == 56);
+static_assert(offsetof(ControlHeader, header_crc) == 64);
+static_assert(offsetof(ControlHeader, shard_count) == 128);
+static_assert(offsetof(ControlHeader, generation) == 136);
+static_assert(offsetof(ControlHeader, rebuilds) == 192);
+static_assert(offsetof(ControlHeader, corrupt_records) == 200);
+static_assert(offsetof(ControlHeader, torn_tails) == 208);
+static_assert(offsetof(ControlHeader, gaps) == 216);
+static_assert(offsetof(ControlHeader, takeovers) == 224);
 static_assert(sizeof(ControlHeader) <= kControlHeaderSize);
 
-// One per process that has the directory open (multi-process mode fills these; a single writer
-// records itself in slot 0). Liveness is the OFD lock on DIR/comet.lock.<slot>, not these bytes.
+// One per process that has the directory open in multi-process mode (a single-mode writer uses
+// slot 0). Liveness is the OFD lock on DIR/slots/<slot>.lock, held for the life of the process and
+// released by the kernel at its death; these bytes only describe the holder.
 struct ProcessSlot {
-  std::atomic<uint32_t> state;          // 0   0 free, 1 claiming, 2 live
-  uint32_t pid;                         // 4
-  uint64_t start_time;                  // 8   /proc/<pid>/stat starttime (PID-reuse guard)
+  std::atomic<uint32_t> state;          // 0   0 never used, 1 live, 2 closed cleanly
+  std::atomic<uint32_t> pid;            // 4
+  std::atomic<uint64_t> start_time;     // 8   /proc/<pid>/stat starttime, clock ticks since boot
   std::atomic<uint64_t> epoch;          // 16  bumped each time the slot is claimed
-  uint8_t reserved[104];                // 24
+  std::atomic<uint64_t> owned_shards;   // 24  shards this process writes now
+  uint8_t reserved[96];                 // 32
 };
 static_assert(offsetof(ProcessSlot, state) == 0);
 static_assert(offsetof(ProcessSlot, pid) == 4);
 static_assert(offsetof(ProcessSlot, start_time) == 8);
 static_assert(offsetof(ProcessSlot, epoch) == 16);
+static_assert(offsetof(ProcessSlot, owned_shards) == 24);
 static_assert(sizeof(ProcessSlot) == 128);
+
+// Latency histograms, one set per process slot, written only by that process (so a reader sums
+// them across slots). Bucket i counts operations that took [2^i, 2^(i+1)) nanoseconds (bucket 0
+// also counts 0 ns). Cumulative across the slot's holders: a new holder adds to them.
+inline constexpr size_t kHistogramBuckets = 64;
+enum MetricOp : uint32_t { kOpAppend = 0, kOpSync = 1, kOpRotate = 2, kOpRead = 3, kOpAck = 4,
+                           kOpCount = 5 };
+struct OpMetrics {
+  std::atomic<uint64_t> count;          // 0   operations
+  std::atomic<uint64_t> sum_ns;         // 8   total latency
+  std::atomic<uint64_t> buckets[kHistogramBuckets];  // 16
+};
+static_assert(sizeof(OpMetrics) == 16 + 8 * kHistogramBuckets);
+struct ProcessMetrics {
+  OpMetrics ops[kOpCount];              // 0   indexed by MetricOp
+  uint8_t pad[2688 - kOpCount * sizeof(OpMetrics)];
+};
+static_assert(sizeof(ProcessMetrics) == 2688 && sizeof(ProcessMetrics) % kCacheLine == 0);
 
 // One per (prefix id, shard) that has ever been opened for writing in this directory.
 struct ShardSlot {
@@ -230,9 +258,15 @@ static_assert(offsetof(ShardSlot, appended_entries) == 192);
 static_assert(offsetof(ShardSlot, failed_appends) == 248);
 static_assert(sizeof(ShardSlot) == 256);
 
+constexpr size_t process_table_offset() { return kControlHeaderSize; }
+constexpr size_t metrics_table_offset(uint32_t max_processes) {
+  return kControlHeaderSize + size_t{max_processes} * sizeof(ProcessSlot);
+}
+constexpr size_t shard_table_offset(uint32_t max_processes) {
+  return metrics_table_offset(max_processes) + size_t{max_processes} * sizeof(ProcessMetrics);
+}
 constexpr size_t control_file_size(uint32_t max_processes, uint32_t max_shards) {
-  return kControlHeaderSize + size_t{max_processes} * sizeof(ProcessSlot) +
-         size_t{max_shards} * sizeof(ShardSlot);
+  return shard_table_offset(max_processes) + size_t{max_shards} * sizeof(ShardSlot);
 }
 
 // ---- little-endian helpers -------------------------------------------------------------------
