@@ -120,12 +120,19 @@ Config Config::HighCompression() {
   return c;
 }
 
+Config Config::MultiProcess() {
+  Config c;
+  c.concurrency.mode = ConcurrencyMode::kMulti;
+  return c;
+}
+
 const std::vector<std::string>& Config::Keys() {
   static const std::vector<std::string> keys = {
       "storage.max_segment_bytes", "storage.max_entry_bytes", "storage.prefault_bytes",
       "storage.max_streams",       "sync.mode",               "sync.interval",
       "sync.entries",              "compression.min_bytes",   "compression.level",
-      "index.interval",            "open.read_only"};
+      "index.interval",            "concurrency.mode",        "concurrency.max_processes",
+      "open.read_only"};
   return keys;
 }
 
@@ -174,6 +181,13 @@ Status Config::Set(std::string_view key, std::string_view value) {
   if (key == "compression.min_bytes") return size_in(0, format::kMaxStoredSize, &compression.min_bytes);
   if (key == "compression.level") return count_in(1, 19, &compression.level);
   if (key == "index.interval") return count_in(1, 1u << 16, &index.interval);
+  if (key == "concurrency.mode") {
+    if (value == "single") concurrency.mode = ConcurrencyMode::kSingle;
+    else if (value == "multi") concurrency.mode = ConcurrencyMode::kMulti;
+    else return BadValue(key, value, "expected single or multi");
+    return Status::Ok();
+  }
+  if (key == "concurrency.max_processes") return count_in(1, 4096, &concurrency.max_processes);
   if (key == "open.read_only") {
     Result<bool> r = ParseBool(key, value);
     if (!r.ok()) return r.status();
@@ -198,6 +212,10 @@ Status Config::Validate() const {
   }
   if (storage.max_streams == 0) return Status::Invalid("config storage.max_streams must be > 0");
   if (index.interval == 0) return Status::Invalid("config index.interval must be > 0");
+  if (concurrency.max_processes == 0 || concurrency.max_processes > 4096) {
+    return Status::Invalid("config concurrency.max_processes=" +
+                           std::to_string(concurrency.max_processes) + ": must be between 1 and 4096");
+  }
   if (compression.level < 1 || compression.level > 19) {
     return Status::Invalid("config compression.level=" + std::to_string(compression.level) +
                            ": must be between 1 and 19");

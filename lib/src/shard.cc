@@ -109,7 +109,7 @@ void Shard::CountCorrupt(uint64_t n) {
 // ---- load and recovery -----------------------------------------------------------------------
 
 Status Shard::LoadSegments(std::vector<std::shared_ptr<Segment>>* segs,
-                           std::vector<std::string>* problems) {
+                           std::vector<std::string>* problems, bool writable) {
   Result<std::vector<std::string>> names = env::ListDir(dir_);
   if (!names.ok()) return names.status().IsNotFound() ? Status::Ok() : names.status();
   dir_exists_ = true;
@@ -118,7 +118,7 @@ Status Shard::LoadSegments(std::vector<std::shared_ptr<Segment>>* segs,
     uint64_t base;
     if (ParseSegmentName(n, &base)) {
       files.emplace_back(base, n);
-    } else if (!ctx_->read_only && n.size() > 4 && n[0] == '.' && n.ends_with(".tmp")) {
+    } else if (writable && n.size() > 4 && n[0] == '.' && n.ends_with(".tmp")) {
       (void)env::Unlink(env::Join(dir_, n));  // an unfinished spare or index from a crash
     }
   }
@@ -126,7 +126,7 @@ Status Shard::LoadSegments(std::vector<std::shared_ptr<Segment>>* segs,
   for (auto& [base, n] : files) {
     std::string path = env::Join(dir_, n), rel = rel_dir_ + "/" + n;
     Result<std::shared_ptr<Segment>> s =
-        Segment::Open(path, rel, ctx_->cfg.index.interval, !ctx_->read_only);
+        Segment::Open(path, rel, ctx_->cfg.index.interval, writable);
     if (!s.ok()) {
       if (s.status().code() == Code::kVersion) return s.status();
       problems->push_back(s.status().message() + "; its entries are unreadable");
@@ -146,7 +146,13 @@ Status Shard::LoadSegments(std::vector<std::shared_ptr<Segment>>* segs,
   return Status::Ok();
 }
 
-Status Shard::Load(std::vector<std::string>* problems) {
+Status Shard::Load(std::vector<std::string>* problems, bool as_writer) {
+  std::lock_guard wl(write_mu_);
+  return LoadLocked(problems, as_writer);
+}
+
+// REQUIRES: write_mu_ held.
+Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
   const Config& cfg = ctx_->cfg;
   // Hints from the control region: where the last writer's acknowledged data ended.
   uint64_t hint_entry = 0, hint_offset = 0, hint_base = kNotSealed;
@@ -159,7 +165,7 @@ Status Shard::Load(std::vector<std::string>* problems) {
       if (!s.ok()) return Status(s.status().code(), name_ + ": " + s.status().message());
       slot_ = *s;
     }
-    if (slot_ && (ctx_->read_only || !ctx_->control->fresh())) {
+    if (slot_ && (!writer || !ctx_->control->fresh())) {
       hint_entry = slot_->committed_entry.load(std::memory_order_acquire);
       hint_offset = slot_->committed_offset.load(std::memory_order_acquire);
       hint_base = slot_->active_base.load(std::memory_order_acquire);
@@ -168,12 +174,12 @@ Status Shard::Load(std::vector<std::string>* problems) {
   }
 
   std::vector<std::shared_ptr<Segment>> segs;
-  if (Status st = LoadSegments(&segs, problems); !st.ok()) return st;
+  if (Status st = LoadSegments(&segs, problems, writer); !st.ok()) return st;
 
   // A crash between creating a segment for a batch and publishing the batch leaves an empty
   // last segment whose base counts entries that were never written: drop it, so numbering goes
   // on from the data (the acknowledged-number rule below still applies).
-  if (!ctx_->read_only && segs.size() > 1 && !segs.back()->header().sealed &&
+  if (writer && segs.size() > 1 && !segs.back()->header().sealed &&
       !(hinted && hint_entry > segs.back()->base())) {
     Segment& last = *segs.back();
     ScanHints probe;
@@ -211,19 +217,21 @@ Status Shard::Load(std::vector<std::string>* problems) {
       if (hinted && hint_base == s.base() && hint_entry > s.base()) {
         hints.acknowledged_end = hint_offset;
       }
-      ScanResult r = s.Scan(s.map_len(), hints);
+      // A follower reads only what it can prove is inside the file: the writer may seal and
+      // truncate this segment at any moment.
+      ScanResult r = s.Scan(writer ? s.map_len() : FollowerLimit(s), hints);
       for (auto& p : r.problems) problems->push_back(p);
       CountCorrupt(r.bad.size());
       s.AdoptScan(&r);
       if (r.torn) {
         torn_.fetch_add(1, std::memory_order_relaxed);
-        if (!ctx_->read_only) ctx_->control->header()->torn_tails.fetch_add(1);
+        if (writer) ctx_->control->header()->torn_tails.fetch_add(1);
         problems->push_back("segment " + s.rel() + ": torn record at offset " +
                             std::to_string(r.torn_at) + " (entry " +
                             std::to_string(s.base() + r.count) +
                             ", never acknowledged) removed");
       }
-      if (ctx_->read_only) {
+      if (!writer) {
         s.set_data_end(r.end);
         next = s.base() + r.count;
         active = segs[i];
@@ -259,7 +267,7 @@ Status Shard::Load(std::vector<std::string>* problems) {
       gaps.emplace_back(end, nb);
       problems->push_back(name_ + ": entries " + std::to_string(end) + ".." +
                           std::to_string(nb - 1) + " are missing (no segment holds them)");
-      if (!ctx_->read_only) ctx_->control->header()->gaps.fetch_add(1);
+      if (writer) ctx_->control->header()->gaps.fetch_add(1);
     } else if (end > nb) {
       problems->push_back(name_ + ": segment " + segs[i]->rel() + " overlaps " +
                           segs[i + 1]->rel() + "; entries from " + std::to_string(nb) +
@@ -269,7 +277,7 @@ Status Shard::Load(std::vector<std::string>* problems) {
   }
   // The control region remembers more acknowledged entries than the segments hold (the newest
   // segment file is gone): never hand those numbers out again.
-  if (!ctx_->read_only && hinted && hint_entry > next) {
+  if (writer && hinted && hint_entry > next) {
     problems->push_back(name_ + ": entries " + std::to_string(next) + ".." +
                         std::to_string(hint_entry - 1) +
                         " were acknowledged but no segment holds them; numbering continues at " +
@@ -296,11 +304,13 @@ Status Shard::Load(std::vector<std::string>* problems) {
     const uint32_t interval = cfg.index.interval;
     until_node_ = static_cast<uint32_t>((interval - (next - active_->base()) % interval) % interval);
   }
-  if (ctx_->read_only) {
-    if (ctx_->writer_live && slot_) {
+  if (!writer) {
+    active_.reset();
+    if (slot_ && (!ctx_->read_only || ctx_->writer_live)) {
       committed_ = &slot_->committed_entry;
     } else {
       local_committed_.store(next, std::memory_order_release);
+      committed_ = &local_committed_;
     }
     return Status::Ok();
   }
@@ -316,14 +326,34 @@ Status Shard::Load(std::vector<std::string>* problems) {
   slot_->synced_entry.store(next, std::memory_order_relaxed);
   slot_->committed_entry.store(next, std::memory_order_release);
   committed_ = &slot_->committed_entry;
+  writer_.store(true, std::memory_order_release);
   return Status::Ok();
+}
+
+uint64_t Shard::ReadLimit(Segment& s) {
+  if (s.sealed()) return s.data_end();
+  return writer_.load(std::memory_order_acquire) ? s.map_len() : FollowerLimit(s);
+}
+
+uint64_t Shard::FollowerLimit(Segment& s) {
+  if (s.RefreshSeal()) return s.data_end();
+  if (slot_) {
+    uint64_t base = slot_->active_base.load(std::memory_order_acquire);
+    uint64_t off = slot_->committed_offset.load(std::memory_order_acquire);
+    // Sealed meanwhile: the offset may already be the next segment's.
+    if (s.RefreshSeal()) return s.data_end();
+    if (base == s.base()) return std::min<uint64_t>(off, s.map_len());
+    return kSegmentHeaderSize;  // being sealed right now: nothing is provably readable yet
+  }
+  // No control region (read-only, damaged): only a dead writer leaves unsealed segments then.
+  return s.map_len();
 }
 
 // Read-only clients following a live writer: pick up segments created since Load.
 Status Shard::Refresh() {
   std::vector<std::string> ignored;
   std::vector<std::shared_ptr<Segment>> found;
-  if (Status st = LoadSegments(&found, &ignored); !st.ok()) return st;
+  if (Status st = LoadSegments(&found, &ignored, false); !st.ok()) return st;
   std::unique_lock lk(list_mu_);
   uint64_t last = segments_.empty() ? 0 : segments_.back()->base();
   for (auto& s : found) {
@@ -395,9 +425,26 @@ void Shard::Rotate(std::shared_ptr<Segment> next) {
   ctx_->maintainer->Notify();
 }
 
+Status Shard::NotOwner() const {
+  uint64_t owner = slot_ ? slot_->owner.load(std::memory_order_acquire) : 0;
+  std::string who = "no process";
+  if (owner != 0 && ctx_->control) {
+    uint32_t slot = static_cast<uint32_t>(owner >> 32) - 1;
+    if (slot < ctx_->control->max_processes()) {
+      who = "process slot " + std::to_string(slot) + " (pid " +
+            std::to_string(ctx_->control->process(slot)->pid.load(std::memory_order_relaxed)) + ")";
+    }
+  }
+  return Status::NotOwner(name_ + " is written by " + who +
+                          ", not this process; route keys with PickStream to shards it owns");
+}
+
 Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
   const Config& cfg = ctx_->cfg;
   if (ctx_->read_only) return Status::Invalid("client is read-only; cannot append to " + name_);
+  if (!writer_.load(std::memory_order_acquire)) {
+    return closed_ ? Status::Closed("client is closed; cannot append to " + name_) : NotOwner();
+  }
   const size_t n = entries.size();
   if (n == 0) return Status::Ok();
 
@@ -429,6 +476,7 @@ Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
 
   std::unique_lock lk(write_mu_);
   if (closed_) return Status::Closed("client is closed; cannot append to " + name_);
+  if (!writer_.load(std::memory_order_relaxed)) return NotOwner();
 
   // Plan the segments this batch needs, and get them all before writing anything, so that a
   // full disk fails the batch as a whole.
@@ -490,7 +538,9 @@ Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
   // (active_base, committed_offset) only when committed_entry shows entries in that segment.
   slot_->active_base.store(active_->base(), std::memory_order_relaxed);
   slot_->committed_offset.store(write_off_, std::memory_order_relaxed);
-  slot_->committed_entry.store(next_entry_, std::memory_order_release);
+  // seq_cst: the waiters load below must not pass this store (a parked reader increments
+  // waiters, then re-reads committed_entry).
+  slot_->committed_entry.store(next_entry_, std::memory_order_seq_cst);
   Bump(slot_->appended_entries, n);
   Bump(slot_->appended_bytes, bytes);
   Bump(slot_->stored_bytes, stored);
@@ -543,8 +593,11 @@ uint64_t Shard::EntriesBelow(Segment* seg, uint64_t end, uint64_t committed) con
   return k;
 }
 
-Status Shard::SyncUpTo(uint64_t target, bool spare_tail_page) {
-  if (ctx_->read_only) return Status::Ok();
+Status Shard::SyncUpTo(uint64_t target, bool spare_tail_page, bool releasing) {
+  // Only the writer syncs (and writes synced_entry); a follower's sync is the owner's business.
+  if (ctx_->read_only || (!writer_.load(std::memory_order_acquire) && !releasing)) {
+    return Status::Ok();
+  }
   std::unique_lock lk(sync_mu_);
   while (synced_ < target) {
     if (sync_leader_) {
@@ -593,7 +646,7 @@ Status Shard::SyncUpTo(uint64_t target, bool spare_tail_page) {
 }
 
 void Shard::MaybeIntervalSync(int64_t now_mono) {
-  if (ctx_->read_only || !slot_) return;
+  if (ctx_->read_only || !slot_ || !writer_.load(std::memory_order_acquire)) return;
   uint64_t c = Committed();
   uint64_t synced = slot_->synced_entry.load(std::memory_order_relaxed);
   if (c <= synced) return;
@@ -607,13 +660,11 @@ void Shard::MaybeIntervalSync(int64_t now_mono) {
   // While the writer is moving, leave the page it is filling; once it is idle, sync it all.
   const bool moving = c != last_seen_committed_;
   last_seen_committed_ = c;
-  if (due) (void)SyncUpTo(c, moving);
+  if (due) (void)SyncUpTo(c, moving, false);
 }
 
-void Shard::Maintain() {
-  if (ctx_->read_only) return;
-  const Config& cfg = ctx_->cfg;
-  // Finish sealed segments: give back the preallocated tail, write the index file.
+// Gives sealed segments back their preallocated tail and writes their index files.
+void Shard::FinishSealed() {
   std::vector<std::shared_ptr<Segment>> done;
   {
     std::lock_guard lk(finish_mu_);
@@ -623,6 +674,12 @@ void Shard::Maintain() {
     (void)env::Truncate(s->fd(), s->data_end(), s->path());
     (void)s->WriteIndexFile(SegmentPath(s->base(), "idx"));
   }
+}
+
+void Shard::Maintain() {
+  if (ctx_->read_only || !writer_.load(std::memory_order_acquire)) return;
+  const Config& cfg = ctx_->cfg;
+  FinishSealed();
 
   std::shared_ptr<Segment> a;
   {
@@ -662,27 +719,108 @@ void Shard::Maintain() {
   }
 }
 
-Status Shard::Close() {
-  if (ctx_->read_only) return Status::Ok();
+// Stops appends (they get NOT_OWNER, or CLOSED when closing), makes what was appended durable
+// per sync.mode, finishes sealed segments and drops the spare: what both Close and handing the
+// shard to another process need.
+Status Shard::StopWriting(bool closing) {
   {
     std::lock_guard lk(write_mu_);
-    if (closed_) return Status::Ok();
-    closed_ = true;
+    if (closing) closed_ = true;
+    if (!writer_.load(std::memory_order_relaxed)) return Status::Ok();
+    writer_.store(false, std::memory_order_release);
   }
   Status st;
-  if (ctx_->cfg.sync.mode != SyncMode::kNone) st = SyncAll();
-  Maintain();
-  std::lock_guard lk(write_mu_);
-  if (active_) {
-    // Give back the preallocated tail; recovery re-extends it on the next open.
-    Status t = env::Truncate(active_->fd(), write_off_, active_->path());
-    if (st.ok()) st = t;
+  if (ctx_->cfg.sync.mode != SyncMode::kNone) st = SyncUpTo(Committed(), false, true);
+  FinishSealed();
+  {
+    std::lock_guard lk(write_mu_);
+    if (active_ && closing) {
+      // Give back the preallocated tail; recovery re-extends it on the next open.
+      Status t = env::Truncate(active_->fd(), write_off_, active_->path());
+      if (st.ok()) st = t;
+    }
+    active_.reset();
+  }
+  {
+    std::lock_guard lk(sync_mu_);
+    sync_active_.reset();
+    unsynced_.clear();
   }
   std::lock_guard sl(spare_mu_);
   if (spare_) {
     (void)env::Unlink(spare_->path());
     spare_.reset();
   }
+  return st;
+}
+
+Status Shard::Close() { return StopWriting(true); }
+
+Status Shard::BecomeFollower() { return StopWriting(false); }
+
+Status Shard::BecomeWriter(std::vector<std::string>* problems) {
+  std::lock_guard wl(write_mu_);
+  if (closed_) return Status::Closed("client is closed; cannot take over " + name_);
+  if (writer_.load(std::memory_order_relaxed)) return Status::Ok();
+  return LoadLocked(problems, true);
+}
+
+void Shard::LockForFork() {
+  write_mu_.lock();
+  spare_mu_.lock();
+  list_mu_.lock();
+  for (auto& seg : segments_) seg->scan_mutex().lock();
+  sync_mu_.lock();
+  finish_mu_.lock();
+}
+
+void Shard::UnlockAfterFork(bool child) {
+  if (child) ForgetWriterAfterFork();
+  finish_mu_.unlock();
+  sync_mu_.unlock();
+  for (auto& seg : segments_) seg->scan_mutex().unlock();
+  list_mu_.unlock();
+  spare_mu_.unlock();
+  write_mu_.unlock();
+}
+
+void Shard::ForgetWriterAfterFork() {
+  // Runs in the child with every lock of this shard held by the forking thread (see the
+  // pthread_atfork handlers); the parent keeps writing, so nothing here touches the files.
+  writer_.store(false, std::memory_order_relaxed);
+  active_.reset();
+  spare_.reset();
+  to_finish_.clear();
+  unsynced_.clear();
+  sync_active_.reset();
+  sync_leader_ = false;
+}
+
+Status Shard::WaitFor(uint64_t e, int64_t timeout_ns) {
+  if (Committed() > e) return Status::Ok();
+  for (int i = 0; i < 2000; i++) {  // a few microseconds: the common case for a busy writer
+    __builtin_ia32_pause();
+    if (Committed() > e) return Status::Ok();
+  }
+  if (!slot_) return Status::Timeout(name_ + ": no control region to wait on");
+  const int64_t deadline = timeout_ns < 0 ? -1 : env::MonotonicNs() + timeout_ns;
+  slot_->waiters.fetch_add(1, std::memory_order_seq_cst);
+  Status st;
+  for (;;) {
+    uint32_t seq = slot_->futex_seq.load(std::memory_order_seq_cst);
+    if (Committed() > e) break;
+    int64_t wait = 10'000'000;  // re-check now and then even if a wake-up were lost
+    if (deadline >= 0) {
+      int64_t left = deadline - env::MonotonicNs();
+      if (left <= 0) {
+        st = Status::Timeout(name_ + ": entry " + std::to_string(e) + " did not arrive in time");
+        break;
+      }
+      wait = std::min(wait, left);
+    }
+    env::FutexWait(&slot_->futex_seq, seq, wait);
+  }
+  slot_->waiters.fetch_sub(1, std::memory_order_relaxed);
   return st;
 }
 
@@ -702,7 +840,8 @@ Status Shard::Locate(uint64_t e, std::shared_ptr<Segment>* seg, uint64_t* resume
                                 " is before the first stored entry");
       }
       const std::shared_ptr<Segment>& s = *(it - 1);
-      if (ctx_->read_only) s->RefreshSeal();
+      const bool follower = !writer_.load(std::memory_order_acquire);
+      if (follower) s->RefreshSeal();
       uint64_t count = s->sealed_count();
       if (count == kNotSealed || e < s->base() + count) {
         *seg = s;
@@ -716,7 +855,7 @@ Status Shard::Locate(uint64_t e, std::shared_ptr<Segment>* seg, uint64_t* resume
                                 " are missing (their segment file is gone)");
       }
     }
-    if (!ctx_->read_only) break;
+    if (writer_.load(std::memory_order_acquire)) break;
     if (Status st = Refresh(); !st.ok()) return st;
   }
   if (resume) *resume = e;
@@ -770,7 +909,7 @@ Status Shard::ReadAt(const std::shared_ptr<Segment>& seg, uint64_t e, uint64_t* 
                              " failed its CRC; it is not returned");
     }
     uint64_t o = (*off != Segment::kBadOffset && !seg->damaged()) ? *off : seg->OffsetOf(e);
-    const uint64_t limit = seg->sealed() ? seg->data_end() : seg->map_len();
+    const uint64_t limit = ReadLimit(*seg);
     const bool check = state != Segment::kTrusted || ctx_->read_only;
     bool good = o != Segment::kBadOffset &&
                 (check ? seg->CheckRecord(o, limit) : o + kRecordHeaderSize <= limit);
@@ -827,11 +966,11 @@ Status Shard::Inspect(StreamInfo* info) {
   info->name = name_;
   const uint64_t c = Committed();
   info->next_entry = c;
-  if (ctx_->read_only) (void)Refresh();
+  if (!writer_.load(std::memory_order_acquire)) (void)Refresh();
   std::shared_lock lk(list_mu_);
   info->first = EntryId{prefix_id_, shard_, segments_.empty() ? c : segments_.front()->base()};
   for (const auto& s : segments_) {
-    if (ctx_->read_only) s->RefreshSeal();
+    if (!writer_.load(std::memory_order_acquire)) s->RefreshSeal();
     SegmentInfo si;
     si.file = s->rel();
     si.base_entry = s->base();
@@ -842,8 +981,9 @@ Status Shard::Inspect(StreamInfo* info) {
       si.bytes = s->data_end() - kSegmentHeaderSize;
     } else {
       si.entries = c > s->base() ? c - s->base() : 0;
-      uint64_t end = ctx_->read_only ? s->data_end()
-                                     : slot_->committed_offset.load(std::memory_order_relaxed);
+      uint64_t end = slot_ && slot_->active_base.load(std::memory_order_relaxed) == s->base()
+                         ? slot_->committed_offset.load(std::memory_order_relaxed)
+                         : s->data_end();
       si.bytes = end > kSegmentHeaderSize ? end - kSegmentHeaderSize : 0;
     }
     info->segments.push_back(si);
@@ -857,7 +997,7 @@ uint64_t Shard::Verify(std::vector<std::string>* problems) {
   // The committed count first: a writer seals a segment before it publishes any entry of the
   // next, so every unsealed segment seen after this load holds entries below c only.
   const uint64_t c = Committed();
-  if (ctx_->read_only) (void)Refresh();
+  if (!writer_.load(std::memory_order_acquire)) (void)Refresh();
   std::vector<std::shared_ptr<Segment>> segs;
   {
     std::shared_lock lk(list_mu_);
@@ -865,7 +1005,7 @@ uint64_t Shard::Verify(std::vector<std::string>* problems) {
   }
   uint64_t bad = 0;
   for (auto& s : segs) {
-    if (ctx_->read_only) s->RefreshSeal();
+    if (!writer_.load(std::memory_order_acquire)) s->RefreshSeal();
     (void)EnsureReady(s);
     ScanHints hints;
     uint64_t limit;

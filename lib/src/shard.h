@@ -61,8 +61,22 @@ class Shard {
   ~Shard();
 
   // Loads the shard's segments. A writer recovers: torn tail truncated, damage reported, index
-  // rebuilt where missing; `problems` receives a line per problem. A read-only client only reads.
-  Status Load(std::vector<std::string>* problems);
+  // rebuilt where missing; `problems` receives a line per problem. A follower (a read-only
+  // client, or a process that does not own the shard) only reads, following the writer.
+  Status Load(std::vector<std::string>* problems, bool as_writer);
+  // Ownership changes in multi-process mode. BecomeWriter reloads the shard from disk and
+  // recovers what the previous owner left; BecomeFollower publishes, syncs per sync.mode and
+  // stops appending (NOT_OWNER) so that another process can take the shard over.
+  Status BecomeWriter(std::vector<std::string>* problems);
+  Status BecomeFollower();
+  // fork(): take every lock of the shard before, release after; in the child, also forget the
+  // writer state (the parent still writes the shard).
+  void LockForFork();
+  void UnlockAfterFork(bool child);
+  bool is_writer() const { return writer_.load(std::memory_order_acquire); }
+  format::ShardSlot* slot() const { return slot_; }
+  // Blocks until entry `e` is readable, or timeout_ns passes (TIMEOUT); spins briefly first.
+  Status WaitFor(uint64_t e, int64_t timeout_ns);
 
   Status Append(std::span<const std::string_view> entries, EntryId* ids);
   Status Read(uint64_t e, Entry* out);
@@ -77,7 +91,7 @@ class Shard {
   uint64_t FirstEntry() const;
 
   // Makes every entry below `target` durable (group commit: one fdatasync serves all waiters).
-  Status SyncTo(uint64_t target) { return SyncUpTo(target, false); }
+  Status SyncTo(uint64_t target) { return SyncUpTo(target, false, false); }
   Status SyncAll() { return SyncTo(Committed()); }
   // Background duties: pre-fault ahead of the writer, prepare a spare segment, finish sealed
   // segments (truncate, index file). Returns quickly when there is nothing to do.
@@ -109,17 +123,25 @@ class Shard {
   // The sync itself. With `spare_tail_page`, the active segment is written back only up to the
   // last whole page, so that the writer, still filling that page, does not take a write-protect
   // fault behind the writeback; entries on that page wait for the next sync.
-  Status SyncUpTo(uint64_t target, bool spare_tail_page);
+  Status SyncUpTo(uint64_t target, bool spare_tail_page, bool releasing);
+  Status StopWriting(bool closing);
+  void FinishSealed();
+  Status NotOwner() const;
+  void ForgetWriterAfterFork();
   // Entries of segment `seg` that end at or below byte `end`, counted from its base.
   uint64_t EntriesBelow(Segment* seg, uint64_t end, uint64_t committed) const;
   Result<std::shared_ptr<Segment>> NewSegment(uint64_t base, uint64_t capacity);
   void Rotate(std::shared_ptr<Segment> next);
   Status EnsureReady(const std::shared_ptr<Segment>& seg);
+  Status LoadLocked(std::vector<std::string>* problems, bool writer);
+  // The byte limit a follower may read in an unsealed segment without passing the file's end.
+  uint64_t FollowerLimit(Segment& s);
+  uint64_t ReadLimit(Segment& s);
   Status ScanFully(const std::shared_ptr<Segment>& seg);
   Status Refresh();
   void CountCorrupt(uint64_t n);
   Status LoadSegments(std::vector<std::shared_ptr<Segment>>* segs,
-                      std::vector<std::string>* problems);
+                      std::vector<std::string>* problems, bool writable);
 
   const ShardContext* ctx_;
   const uint32_t prefix_id_, shard_;
@@ -137,6 +159,7 @@ class Shard {
 
   // Writer state, guarded by write_mu_.
   std::mutex write_mu_;
+  std::atomic<bool> writer_{false};  // this process holds the shard (changes under write_mu_)
   std::shared_ptr<Segment> active_;
   uint64_t write_off_ = 0;
   uint64_t next_entry_ = 0;

@@ -8,9 +8,17 @@
 // segment, so a crash of the process at any instant loses none of them. Power loss is covered
 // by sync.mode (see config.h).
 //
-// Writers: opening a directory for writing takes an exclusive claim on it; a second writer
-// (another process, or another Client in this process) gets NOT_OWNER. Open with
-// open.read_only = true to read a directory that another process writes.
+// Writers: in the default single-process mode, opening a directory for writing takes an
+// exclusive claim on it; a second writer (another process, or another Client in this process)
+// gets NOT_OWNER. In multi-process mode (concurrency.mode=multi) many processes share the
+// directory: each shard has one writer process at a time, assigned by the live membership, and
+// an append to a shard another live process writes gets NOT_OWNER. Any client reads every shard.
+// Open with open.read_only = true to read a directory without joining it (tools).
+//
+// fork(): a client opened before fork() keeps working in the child with no call from the
+// application (multi-process mode): the child joins as a process of its own on its first call
+// and takes the shards assigned to it; the parent hands those over. A single-mode client does not
+// survive fork() in the child (its calls fail with NOT_OWNER).
 #pragma once
 
 #include <cstdint>
@@ -71,6 +79,10 @@ class Iterator {
   Status Next(Entry* out);
   // The entry number the next call will read.
   uint64_t position() const { return next_; }
+  // Blocks until the entry at position() has been appended (by any process), or timeout_ns
+  // passes (TIMEOUT; negative waits forever). Spins briefly, then sleeps on a futex in the
+  // control region that the writer wakes only when someone waits.
+  Status Wait(int64_t timeout_ns);
 
  private:
   friend class internal::ClientImpl;
@@ -149,6 +161,16 @@ class Client {
 
   // Makes every entry appended so far durable (fdatasync), whatever sync.mode says.
   Status Sync();
+
+  // Routes a key to a stream "<prefix>:shard:<NNNN>" among `shard_count` shards. In single mode
+  // this is PickShardStream. In multi-process mode it routes only to shards assigned to this
+  // process (the live processes split the shards), so appends to the result do not get
+  // NOT_OWNER; the same key may map elsewhere after processes come and go.
+  Result<std::string> PickStream(std::string_view prefix, std::string_view key,
+                                 uint32_t shard_count);
+
+  // Blocks until `entry` of the stream exists or timeout_ns passes (TIMEOUT).
+  Status WaitFor(Stream* s, uint64_t entry, int64_t timeout_ns);
 
   // Reads one entry. NOT_FOUND beyond the end, before the first retained entry, or in a gap;
   // CORRUPT if the record fails its CRC.

@@ -15,6 +15,11 @@
 
 namespace comet {
 
+enum class ConcurrencyMode {
+  kSingle,  // one writer process owns the whole directory (an exclusive claim)
+  kMulti,   // many processes share it; each shard has one writer process at a time
+};
+
 enum class SyncMode {
   kNone,      // never fdatasync; the kernel writes back. A process crash loses nothing
               // acknowledged; a power loss loses what the kernel had not written.
@@ -58,6 +63,13 @@ struct Config {
     uint32_t interval = 64;
   } index;
 
+  struct Concurrency {
+    ConcurrencyMode mode = ConcurrencyMode::kSingle;
+    // Process slots in the control region (fixed when the control file is created); when all
+    // are held by live processes, opening fails with COMET_ERR_FULL.
+    uint32_t max_processes = 64;
+  } concurrency;
+
   struct Open {
     // Open without the writer claim: no recovery, no appends; reads what writers published.
     // Tools use this to read a directory that a live process is writing.
@@ -73,6 +85,8 @@ struct Config {
   static Config HighThroughput();
   // Compress entries >= 512 bytes at zstd level 6.
   static Config HighCompression();
+  // Default settings in multi-process mode (prefork servers, independent worker processes).
+  static Config MultiProcess();
 
   // Sets one field by key ("sync.mode", "always"). Unknown keys and bad values fail with
   // COMET_ERR_INVALID naming the key and the value.

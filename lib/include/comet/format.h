@@ -10,7 +10,9 @@
 // Data directory (no absolute path is stored anywhere; the directory can be moved):
 //
 //   DIR/comet.ctl                       control region (shared memory, see below)
-//   DIR/comet.lock                      exclusive writer claim (OFD lock; holds the pid as text)
+//   DIR/comet.lock                      writer claim: an exclusive OFD lock for a single-mode
+//                                       writer, shared for multi-mode processes (holds a pid)
+//   DIR/slots/<slot:04d>.lock           process slot liveness: an OFD lock held by the live holder
 //   DIR/streams/<prefix id:08X>/PREFIX  the stream prefix's name (also in every segment header)
 //   DIR/streams/<prefix id:08X>/<shard:04X>/<base entry:016X>.seg   segment files
 //   DIR/streams/<prefix id:08X>/<shard:04X>/<base entry:016X>.idx   sparse index (a cache)

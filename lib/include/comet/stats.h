@@ -1,0 +1,71 @@
+// Reading a data directory's figures without touching it: counters and latency histograms from
+// the control region, aggregated across every process that uses the directory.
+//
+// ReadStats maps DIR/comet.ctl read-only and reads DIR/streams/*/PREFIX; it never creates,
+// locks for writing, or modifies anything, and needs no privileges beyond read access.
+// Thread-safe (no shared state).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "comet/format.h"
+#include "comet/status.h"
+
+namespace comet {
+
+// A log2 latency histogram: bucket i counts operations of [2^i, 2^(i+1)) ns.
+struct LatencyHistogram {
+  uint64_t count = 0;
+  uint64_t sum_ns = 0;
+  std::array<uint64_t, format::kHistogramBuckets> buckets{};
+  // The upper bound (ns) of the bucket holding the p-th percentile (0 < p <= 100); 0 if empty.
+  uint64_t PercentileNs(double p) const;
+};
+
+struct ProcessInfo {
+  uint32_t slot = 0;
+  uint32_t pid = 0;
+  uint64_t start_time = 0;   // clock ticks since boot (/proc/<pid>/stat field 22)
+  uint64_t epoch = 0;
+  uint64_t owned_shards = 0;
+  bool live = false;         // its OFD lock on DIR/slots/<slot>.lock is held
+};
+
+struct StreamStats {
+  std::string name;          // "<prefix>:shard:<NNNN>" ("?:shard:NNNN" if the prefix is unknown)
+  uint32_t prefix_id = 0;
+  uint32_t shard = 0;
+  int32_t owner_slot = -1;   // process slot of the current writer, -1 if none
+  uint64_t committed_entry = 0, synced_entry = 0, appended_entries = 0, appended_bytes = 0,
+           stored_bytes = 0, compressed_entries = 0, rotations = 0, syncs = 0,
+           corrupt_records = 0, failed_appends = 0;
+};
+
+struct DirectoryStats {
+  std::string dir;
+  uint32_t layout_version = 0;     // control_version(major, minor)
+  uint32_t max_processes = 0;
+  uint32_t max_streams = 0;
+  uint64_t rebuilds = 0, corrupt_records = 0, torn_tails = 0, gaps = 0, takeovers = 0;
+  std::vector<ProcessInfo> processes;  // slots ever used
+  std::vector<StreamStats> streams;    // sorted by name
+  // Indexed by format::MetricOp, summed over every process slot.
+  std::array<LatencyHistogram, format::kOpCount> ops;
+};
+
+// Name of an operation for output ("append", "sync", "rotate", "read", "ack").
+const char* MetricOpName(uint32_t op);
+
+// NOT_FOUND if DIR has no control file; VERSION/CORRUPT if it is not a usable one.
+Result<DirectoryStats> ReadStats(const std::string& dir);
+
+// Renderings: a JSON object, and the Prometheus / OpenMetrics text exposition format (metric
+// families comet_*, histograms with cumulative le buckets in seconds, ending in "# EOF").
+std::string FormatStatsJson(const DirectoryStats& s);
+std::string FormatStatsPrometheus(const DirectoryStats& s);
+std::string FormatStatsText(const DirectoryStats& s);
+
+}  // namespace comet

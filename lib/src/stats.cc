@@ -1,0 +1,650 @@
+// Reading a directory's figures from its control region, and rendering them (see stats.h).
+//
+// Everything here is read-only: the control file is mapped read-only through
+// shm::ControlRegion::OpenReader, PREFIX files and slot lock files are opened O_RDONLY, and
+// process liveness is asked with F_OFD_GETLK, which tests a lock without taking one. So `comet
+// stats` and the exporter can run as any user who can read the directory, next to live writers.
+#include "comet/stats.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "comet/stream.h"
+#include "control.h"
+#include "env.h"
+
+namespace comet {
+
+using format::kHistogramBuckets;
+using format::kOpCount;
+
+namespace {
+
+// ---- reading ---------------------------------------------------------------------------------
+
+constexpr size_t kMaxPrefixFileBytes = format::kMaxPrefixLen + 1;  // one more to see an overlong one
+
+std::string Hex(uint64_t v, int width) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%0*" PRIX64, width, v);
+  return buf;
+}
+
+// Reads at most kMaxPrefixFileBytes: a damaged or foreign PREFIX file must not make a reader
+// allocate without bound.
+std::string ReadBounded(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return {};
+  std::string out(kMaxPrefixFileBytes, '\0');
+  size_t got = 0;
+  while (got < out.size()) {
+    ssize_t n = ::read(fd, out.data() + got, out.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  out.resize(got);
+  return out;
+}
+
+// The prefix named by DIR/streams/<id>/PREFIX, or "?" when that file is missing or not a valid
+// prefix (the writer recovers it from a segment header on its next open; a reader must not).
+std::string PrefixName(const std::string& dir, uint32_t prefix_id) {
+  std::string text = ReadBounded(env::Join(dir, "streams/" + Hex(prefix_id, 8) + "/PREFIX"));
+  return ValidatePrefix(text).ok() ? text : "?";
+}
+
+// A slot's holder keeps an OFD lock on DIR/slots/<slot>.lock for its whole life; the kernel drops
+// it at death, so a held lock means a live holder, whatever the slot bytes say. F_OFD_GETLK only
+// reports a conflicting lock: asking about a write lock conflicts with both shared and exclusive
+// holders, so liveness does not depend on which kind the holder takes. Linux accepts the question
+// on a read-only descriptor (only setting a write lock needs write access).
+bool SlotLockHeld(const std::string& dir, uint32_t slot) {
+  char name[32];
+  std::snprintf(name, sizeof name, "slots/%04" PRIu32 ".lock", slot);
+  int fd = ::open(env::Join(dir, name).c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return false;
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 0;  // the whole file
+  bool held = ::fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+  ::close(fd);
+  return held;
+}
+
+void AddOp(const format::OpMetrics& m, LatencyHistogram* h) {
+  h->count += m.count.load(std::memory_order_relaxed);
+  h->sum_ns += m.sum_ns.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < kHistogramBuckets; i++) {
+    h->buckets[i] += m.buckets[i].load(std::memory_order_relaxed);
+  }
+}
+
+void ReadProcesses(const shm::ControlRegion& r, const std::string& dir, DirectoryStats* s) {
+  for (uint32_t i = 0; i < r.max_processes(); i++) {
+    // Histograms stay after their holder leaves (they are cumulative), so every slot counts.
+    const format::ProcessMetrics* m = r.metrics(i);
+    for (uint32_t op = 0; op < kOpCount; op++) AddOp(m->ops[op], &s->ops[op]);
+
+    const format::ProcessSlot* p = r.process(i);
+    if (p->state.load(std::memory_order_acquire) == 0) continue;  // never used
+    ProcessInfo info;
+    info.slot = i;
+    info.pid = p->pid.load(std::memory_order_relaxed);
+    info.start_time = p->start_time.load(std::memory_order_relaxed);
+    info.epoch = p->epoch.load(std::memory_order_relaxed);
+    info.owned_shards = p->owned_shards.load(std::memory_order_relaxed);
+    info.live = SlotLockHeld(dir, i);
+    s->processes.push_back(info);
+  }
+}
+
+StreamStats ReadShard(const format::ShardSlot& slot, const std::string& prefix) {
+  StreamStats st;
+  st.prefix_id = slot.prefix_id;
+  st.shard = slot.shard;
+  // Not ShardStreamName: the shard number comes from shared memory and is not trusted to fit.
+  st.name = prefix + ":shard:" + Hex(slot.shard, 4);
+  uint64_t owner = slot.owner.load(std::memory_order_acquire);
+  st.owner_slot = owner == 0 ? -1 : static_cast<int32_t>((owner >> 32) - 1);
+  auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  st.committed_entry = slot.committed_entry.load(std::memory_order_acquire);
+  st.synced_entry = get(slot.synced_entry);
+  st.appended_entries = get(slot.appended_entries);
+  st.appended_bytes = get(slot.appended_bytes);
+  st.stored_bytes = get(slot.stored_bytes);
+  st.compressed_entries = get(slot.compressed_entries);
+  st.rotations = get(slot.rotations);
+  st.syncs = get(slot.syncs);
+  st.corrupt_records = get(slot.corrupt_records);
+  st.failed_appends = get(slot.failed_appends);
+  return st;
+}
+
+void ReadStreams(const shm::ControlRegion& r, const std::string& dir, DirectoryStats* s) {
+  std::map<uint32_t, std::string> prefixes;  // each PREFIX file is read once
+  const uint32_t n = r.shard_count();        // Validate checked it against max_shards
+  for (uint32_t i = 0; i < n; i++) {
+    const format::ShardSlot* slot = r.shard_at(i);
+    if (slot->state.load(std::memory_order_acquire) != 1) continue;
+    auto [it, fresh] = prefixes.try_emplace(slot->prefix_id);
+    if (fresh) it->second = PrefixName(dir, slot->prefix_id);
+    s->streams.push_back(ReadShard(*slot, it->second));
+  }
+  std::sort(s->streams.begin(), s->streams.end(), [](const StreamStats& a, const StreamStats& b) {
+    if (a.name != b.name) return a.name < b.name;
+    return a.prefix_id != b.prefix_id ? a.prefix_id < b.prefix_id : a.shard < b.shard;
+  });
+}
+
+// ---- shared rendering helpers ----------------------------------------------------------------
+
+// The length of the valid UTF-8 sequence at s[i] (a lead byte >= 0x80), or 0 if it is not one.
+size_t Utf8SequenceLength(std::string_view s, size_t i) {
+  auto at = [&](size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0; };
+  const unsigned char c = at(0);
+  size_t len;
+  unsigned char lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    if (c == 0xE0) lo = 0xA0;  // overlong
+    if (c == 0xED) hi = 0x9F;  // surrogates
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    if (c == 0xF0) lo = 0x90;  // overlong
+    if (c == 0xF4) hi = 0x8F;  // above U+10FFFF
+  } else {
+    return 0;
+  }
+  if (at(1) < lo || at(1) > hi) return 0;
+  for (size_t k = 2; k < len; k++) {
+    if (at(k) < 0x80 || at(k) > 0xBF) return 0;
+  }
+  return len;
+}
+
+// Calls emit_valid(piece) for runs of valid UTF-8 and emit_bad(byte) for each invalid byte.
+template <class Valid, class Bad>
+void SplitUtf8(std::string_view s, Valid emit_valid, Bad emit_bad) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t len = c < 0x80 ? 1 : Utf8SequenceLength(s, i);
+    if (len == 0) {
+      emit_bad(c);
+      i++;
+    } else {
+      emit_valid(s.substr(i, len));
+      i += len;
+    }
+  }
+}
+
+std::string Format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string Format(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  va_list ap2;
+  va_copy(ap2, ap);
+  int n = std::vsnprintf(nullptr, 0, fmt, ap);
+  va_end(ap);
+  std::string out(n > 0 ? static_cast<size_t>(n) : 0, '\0');
+  if (n > 0) std::vsnprintf(out.data(), out.size() + 1, fmt, ap2);
+  va_end(ap2);
+  return out;
+}
+
+std::string VersionText(uint32_t v) {
+  return std::to_string(v >> 16) + "." + std::to_string(v & 0xFFFF);
+}
+
+// Bucket i holds [2^i, 2^(i+1)) ns; its upper bound does not fit 64 bits for the last bucket.
+double BucketUpperNs(size_t i) { return std::ldexp(1.0, static_cast<int>(i) + 1); }
+
+// ---- JSON ------------------------------------------------------------------------------------
+
+// The library cannot use the tool's helper (tools/cli.h); same rules: always valid JSON, an
+// invalid byte 0xNN becomes \u00NN.
+void AppendJsonString(std::string* out, std::string_view s) {
+  auto escape_byte = [out](unsigned char c) { out->append(Format("\\u%04x", c)); };
+  out->push_back('"');
+  SplitUtf8(
+      s,
+      [&](std::string_view piece) {
+        const unsigned char c = static_cast<unsigned char>(piece[0]);
+        if (piece.size() > 1) {
+          out->append(piece);
+        } else if (c == '"' || c == '\\') {
+          out->push_back('\\');
+          out->push_back(static_cast<char>(c));
+        } else if (c == '\n') {
+          out->append("\\n");
+        } else if (c < 0x20 || c == 0x7F) {
+          escape_byte(c);
+        } else {
+          out->push_back(static_cast<char>(c));
+        }
+      },
+      escape_byte);
+  out->push_back('"');
+}
+
+// Writes a JSON object member by member: Key() puts the comma between members.
+class JsonObject {
+ public:
+  explicit JsonObject(std::string* out) : out_(out) { out_->push_back('{'); }
+  void Key(std::string_view k) {
+    if (!first_) out_->push_back(',');
+    first_ = false;
+    AppendJsonString(out_, k);
+    out_->push_back(':');
+  }
+  void Num(std::string_view k, uint64_t v) { Key(k); out_->append(std::to_string(v)); }
+  void Int(std::string_view k, int64_t v) { Key(k); out_->append(std::to_string(v)); }
+  void Bool(std::string_view k, bool v) { Key(k); out_->append(v ? "true" : "false"); }
+  void Str(std::string_view k, std::string_view v) { Key(k); AppendJsonString(out_, v); }
+  void Close() { out_->push_back('}'); }
+
+ private:
+  std::string* out_;
+  bool first_ = true;
+};
+
+void AppendProcessJson(std::string* out, const ProcessInfo& p) {
+  JsonObject o(out);
+  o.Num("slot", p.slot);
+  o.Num("pid", p.pid);
+  o.Num("start_time", p.start_time);
+  o.Num("epoch", p.epoch);
+  o.Num("owned_shards", p.owned_shards);
+  o.Bool("live", p.live);
+  o.Close();
+}
+
+void AppendStreamJson(std::string* out, const StreamStats& st) {
+  JsonObject o(out);
+  o.Str("name", st.name);
+  o.Num("prefix_id", st.prefix_id);
+  o.Num("shard", st.shard);
+  o.Int("owner_slot", st.owner_slot);
+  o.Num("committed_entry", st.committed_entry);
+  o.Num("synced_entry", st.synced_entry);
+  o.Num("appended_entries", st.appended_entries);
+  o.Num("appended_bytes", st.appended_bytes);
+  o.Num("stored_bytes", st.stored_bytes);
+  o.Num("compressed_entries", st.compressed_entries);
+  o.Num("rotations", st.rotations);
+  o.Num("syncs", st.syncs);
+  o.Num("corrupt_records", st.corrupt_records);
+  o.Num("failed_appends", st.failed_appends);
+  o.Close();
+}
+
+// "buckets" is the full array: element i counts operations of [2^i, 2^(i+1)) ns.
+void AppendHistogramJson(std::string* out, const LatencyHistogram& h) {
+  JsonObject o(out);
+  o.Num("count", h.count);
+  o.Num("sum_ns", h.sum_ns);
+  o.Num("p50_ns", h.PercentileNs(50));
+  o.Num("p99_ns", h.PercentileNs(99));
+  o.Num("p999_ns", h.PercentileNs(99.9));
+  o.Key("buckets");
+  out->push_back('[');
+  for (size_t i = 0; i < kHistogramBuckets; i++) {
+    if (i > 0) out->push_back(',');
+    out->append(std::to_string(h.buckets[i]));
+  }
+  out->push_back(']');
+  o.Close();
+}
+
+// ---- text ------------------------------------------------------------------------------------
+
+std::string HumanNs(double ns) {
+  if (ns < 1e3) return Format("%.0f ns", ns);
+  if (ns < 1e6) return Format("%.1f us", ns / 1e3);
+  if (ns < 1e9) return Format("%.2f ms", ns / 1e6);
+  return Format("%.2f s", ns / 1e9);
+}
+
+// A percentile is a bucket's upper bound, so it reads as "at most".
+std::string PercentileText(const LatencyHistogram& h, double p) {
+  uint64_t ns = h.PercentileNs(p);
+  return ns == 0 ? "-" : "<" + HumanNs(static_cast<double>(ns));
+}
+
+void AppendProcessTable(std::string* out, const DirectoryStats& s) {
+  if (s.processes.empty()) {
+    out->append("processes: none registered\n");
+    return;
+  }
+  out->append("processes:\n");
+  out->append(Format("  %4s  %8s  %-6s  %8s  %12s\n", "SLOT", "PID", "STATE", "EPOCH", "OWNED SHARDS"));
+  for (const ProcessInfo& p : s.processes) {
+    out->append(Format("  %4" PRIu32 "  %8" PRIu32 "  %-6s  %8" PRIu64 "  %12" PRIu64 "\n", p.slot,
+                       p.pid, p.live ? "live" : "gone", p.epoch, p.live ? p.owned_shards : 0));
+  }
+}
+
+void AppendStreamTable(std::string* out, const DirectoryStats& s) {
+  if (s.streams.empty()) {
+    out->append("streams: none\n");
+    return;
+  }
+  int w = 6;
+  for (const StreamStats& st : s.streams) w = std::max(w, static_cast<int>(st.name.size()));
+  out->append("streams:\n");
+  out->append(Format("  %-*s  %5s  %12s  %12s  %12s  %14s  %14s  %9s  %7s  %7s  %6s\n", w,
+                     "STREAM", "OWNER", "COMMITTED", "SYNCED", "APPENDED", "APPENDED B",
+                     "STORED B", "ROTATIONS", "SYNCS", "CORRUPT", "FAILED"));
+  for (const StreamStats& st : s.streams) {
+    std::string owner = st.owner_slot < 0 ? "-" : std::to_string(st.owner_slot);
+    out->append(Format("  %-*s  %5s  %12" PRIu64 "  %12" PRIu64 "  %12" PRIu64 "  %14" PRIu64
+                       "  %14" PRIu64 "  %9" PRIu64 "  %7" PRIu64 "  %7" PRIu64 "  %6" PRIu64 "\n",
+                       w, st.name.c_str(), owner.c_str(), st.committed_entry, st.synced_entry,
+                       st.appended_entries, st.appended_bytes, st.stored_bytes, st.rotations,
+                       st.syncs, st.corrupt_records, st.failed_appends));
+  }
+}
+
+void AppendOpTable(std::string* out, const DirectoryStats& s) {
+  out->append("operations (latency, all processes):\n");
+  out->append(Format("  %-7s  %12s  %10s  %10s  %10s  %10s\n", "OP", "COUNT", "MEAN", "P50",
+                     "P99", "P99.9"));
+  for (uint32_t op = 0; op < kOpCount; op++) {
+    const LatencyHistogram& h = s.ops[op];
+    std::string mean =
+        h.count == 0 ? "-" : HumanNs(static_cast<double>(h.sum_ns) / static_cast<double>(h.count));
+    out->append(Format("  %-7s  %12" PRIu64 "  %10s  %10s  %10s  %10s\n", MetricOpName(op),
+                       h.count, mean.c_str(), PercentileText(h, 50).c_str(),
+                       PercentileText(h, 99).c_str(), PercentileText(h, 99.9).c_str()));
+  }
+}
+
+// ---- Prometheus / OpenMetrics ----------------------------------------------------------------
+
+// Label values are UTF-8 with \\, \" and \n escaped; an invalid byte (a prefix may hold any
+// byte but control characters) becomes U+FFFD so the exposition stays parseable.
+void AppendLabelValue(std::string* out, std::string_view v) {
+  SplitUtf8(
+      v,
+      [out](std::string_view piece) {
+        switch (piece[0]) {
+          case '\\': out->append("\\\\"); break;
+          case '"': out->append("\\\""); break;
+          case '\n': out->append("\\n"); break;
+          default: out->append(piece);
+        }
+      },
+      [out](unsigned char) { out->append("\xEF\xBF\xBD"); });
+}
+
+using Labels = std::vector<std::pair<std::string_view, std::string>>;
+
+void AppendSample(std::string* out, std::string_view name, const Labels& labels,
+                  std::string_view value) {
+  out->append(name);
+  if (!labels.empty()) {
+    out->push_back('{');
+    for (size_t i = 0; i < labels.size(); i++) {
+      if (i > 0) out->push_back(',');
+      out->append(labels[i].first);
+      out->append("=\"");
+      AppendLabelValue(out, labels[i].second);
+      out->push_back('"');
+    }
+    out->push_back('}');
+  }
+  out->push_back(' ');
+  out->append(value);
+  out->push_back('\n');
+}
+
+// The family's metadata. OpenMetrics names a counter family without "_total" (its samples carry
+// it) and allows UNIT only when the name ends with "_<unit>".
+void AppendFamily(std::string* out, std::string_view name, std::string_view type,
+                  std::string_view help, std::string_view unit = {}) {
+  out->append("# TYPE ").append(name).append(" ").append(type).append("\n");
+  if (!unit.empty()) out->append("# UNIT ").append(name).append(" ").append(unit).append("\n");
+  out->append("# HELP ").append(name).append(" ").append(help).append("\n");
+}
+
+// The shortest decimal that reads back as the same double ("2e-09", "1.6e-08", "0.001024"),
+// so le labels are stable and match what Prometheus itself would print.
+std::string ShortestDouble(double v) {
+  for (int precision = 1; precision <= 17; precision++) {
+    std::string s = Format("%.*g", precision, v);
+    if (std::strtod(s.c_str(), nullptr) == v) return s;
+  }
+  return Format("%.17g", v);
+}
+
+void AppendHistogram(std::string* out, uint32_t op, const LatencyHistogram& h) {
+  std::string name = std::string("comet_") + MetricOpName(op) + "_seconds";
+  AppendFamily(out, name, "histogram",
+               std::string("Latency of ") + MetricOpName(op) + " operations, all processes.",
+               "seconds");
+  // The buckets are read one by one while writers add to them, so the total comes from the
+  // buckets themselves: +Inf and _count must agree and cumulative counts must not decrease.
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < kHistogramBuckets; i++) {
+    cumulative += h.buckets[i];
+    AppendSample(out, name + "_bucket", {{"le", ShortestDouble(BucketUpperNs(i) / 1e9)}},
+                 std::to_string(cumulative));
+  }
+  AppendSample(out, name + "_bucket", {{"le", "+Inf"}}, std::to_string(cumulative));
+  AppendSample(out, name + "_count", {}, std::to_string(cumulative));
+  AppendSample(out, name + "_sum", {}, ShortestDouble(static_cast<double>(h.sum_ns) / 1e9));
+}
+
+Labels StreamLabels(const StreamStats& st) {
+  return {{"stream", st.name}, {"prefix_id", std::to_string(st.prefix_id)},
+          {"shard", std::to_string(st.shard)}};
+}
+
+struct StreamMetric {
+  const char* name;  // family name; counters get "_total" on their samples
+  const char* type;
+  const char* unit;
+  const char* help;
+  uint64_t StreamStats::*field;
+};
+
+constexpr StreamMetric kStreamMetrics[] = {
+    {"comet_stream_committed_entry", "gauge", "",
+     "Next entry number of the stream; every entry below it is readable.",
+     &StreamStats::committed_entry},
+    {"comet_stream_synced_entry", "gauge", "", "Entries below this survived fdatasync.",
+     &StreamStats::synced_entry},
+    {"comet_stream_appended_entries", "counter", "", "Entries appended.",
+     &StreamStats::appended_entries},
+    {"comet_stream_appended_bytes", "counter", "bytes", "Payload bytes appended, as given.",
+     &StreamStats::appended_bytes},
+    {"comet_stream_stored_bytes", "counter", "bytes",
+     "Bytes written to segments, framing and compression included.", &StreamStats::stored_bytes},
+    {"comet_stream_compressed_entries", "counter", "", "Entries stored zstd-compressed.",
+     &StreamStats::compressed_entries},
+    {"comet_stream_rotations", "counter", "", "Segment rotations.", &StreamStats::rotations},
+    {"comet_stream_syncs", "counter", "", "fdatasync calls.", &StreamStats::syncs},
+    {"comet_stream_corrupt_records", "counter", "", "Records that failed their CRC.",
+     &StreamStats::corrupt_records},
+    {"comet_stream_failed_appends", "counter", "", "Appends that failed.",
+     &StreamStats::failed_appends},
+};
+
+void AppendStreamMetrics(std::string* out, const DirectoryStats& s) {
+  for (const StreamMetric& m : kStreamMetrics) {
+    AppendFamily(out, m.name, m.type, m.help, m.unit);
+    const std::string sample =
+        std::string(m.name) + (std::string_view(m.type) == "counter" ? "_total" : "");
+    for (const StreamStats& st : s.streams) {
+      AppendSample(out, sample, StreamLabels(st), std::to_string(st.*(m.field)));
+    }
+  }
+}
+
+void AppendProcessMetrics(std::string* out, const DirectoryStats& s) {
+  size_t live = 0;
+  for (const ProcessInfo& p : s.processes) live += p.live ? 1 : 0;
+  AppendFamily(out, "comet_processes_live", "gauge",
+               "Processes holding a slot lock on the directory now.");
+  AppendSample(out, "comet_processes_live", {}, std::to_string(live));
+  // A dead holder's owned_shards is stale, so only live processes are listed.
+  AppendFamily(out, "comet_process_owned_shards", "gauge", "Shards a live process writes now.");
+  for (const ProcessInfo& p : s.processes) {
+    if (!p.live) continue;
+    AppendSample(out, "comet_process_owned_shards",
+                 {{"slot", std::to_string(p.slot)}, {"pid", std::to_string(p.pid)}},
+                 std::to_string(p.owned_shards));
+  }
+  AppendFamily(out, "comet_streams", "gauge", "Streams registered in the control region.");
+  AppendSample(out, "comet_streams", {}, std::to_string(s.streams.size()));
+}
+
+void AppendDirectoryCounters(std::string* out, const DirectoryStats& s) {
+  const std::pair<const char*, std::pair<const char*, uint64_t>> counters[] = {
+      {"comet_rebuilds", {"Times the control region was rebuilt.", s.rebuilds}},
+      {"comet_corrupt_records", {"CRC failures seen, all streams.", s.corrupt_records}},
+      {"comet_torn_tails", {"Torn tails truncated by recovery.", s.torn_tails}},
+      {"comet_gaps", {"Missing segments reported.", s.gaps}},
+      {"comet_takeovers", {"Shards taken over from dead owners.", s.takeovers}},
+  };
+  for (const auto& [name, help_value] : counters) {
+    AppendFamily(out, name, "counter", help_value.first);
+    AppendSample(out, std::string(name) + "_total", {}, std::to_string(help_value.second));
+  }
+}
+
+}  // namespace
+
+// ---- public API ------------------------------------------------------------------------------
+
+uint64_t LatencyHistogram::PercentileNs(double p) const {
+  // Ranked against the buckets, not `count`: they are read separately while writers update them.
+  uint64_t total = 0;
+  for (uint64_t b : buckets) total += b;
+  if (total == 0) return 0;
+  p = std::clamp(p, 0.0, 100.0);
+  const double want = std::ceil(p / 100.0 * static_cast<double>(total));
+  const uint64_t rank = std::max<uint64_t>(1, static_cast<uint64_t>(want));
+  uint64_t seen = 0;
+  for (size_t i = 0; i < kHistogramBuckets; i++) {
+    seen += buckets[i];
+    if (seen >= rank) return i + 1 >= 64 ? UINT64_MAX : uint64_t{1} << (i + 1);
+  }
+  return UINT64_MAX;
+}
+
+const char* MetricOpName(uint32_t op) {
+  static constexpr const char* kNames[kOpCount] = {"append", "sync", "rotate", "read", "ack"};
+  return op < kOpCount ? kNames[op] : "unknown";
+}
+
+Result<DirectoryStats> ReadStats(const std::string& dir) {
+  Result<std::unique_ptr<shm::ControlRegion>> region = shm::ControlRegion::OpenReader(dir);
+  if (!region.ok()) return region.status();
+  const shm::ControlRegion& r = **region;
+  const format::ControlHeader* h = r.header();
+  DirectoryStats s;
+  s.dir = dir;
+  s.layout_version = h->version.load(std::memory_order_acquire);
+  s.max_processes = h->max_processes;
+  s.max_streams = h->max_shards;
+  s.rebuilds = h->rebuilds.load(std::memory_order_relaxed);
+  s.corrupt_records = h->corrupt_records.load(std::memory_order_relaxed);
+  s.torn_tails = h->torn_tails.load(std::memory_order_relaxed);
+  s.gaps = h->gaps.load(std::memory_order_relaxed);
+  s.takeovers = h->takeovers.load(std::memory_order_relaxed);
+  ReadProcesses(r, dir, &s);
+  ReadStreams(r, dir, &s);
+  return s;
+}
+
+std::string FormatStatsJson(const DirectoryStats& s) {
+  std::string out;
+  JsonObject o(&out);
+  o.Str("dir", s.dir);
+  o.Str("layout_version", VersionText(s.layout_version));
+  o.Num("max_processes", s.max_processes);
+  o.Num("max_streams", s.max_streams);
+  o.Key("counters");
+  {
+    JsonObject c(&out);
+    c.Num("rebuilds", s.rebuilds);
+    c.Num("corrupt_records", s.corrupt_records);
+    c.Num("torn_tails", s.torn_tails);
+    c.Num("gaps", s.gaps);
+    c.Num("takeovers", s.takeovers);
+    c.Close();
+  }
+  o.Key("processes");
+  out.push_back('[');
+  for (size_t i = 0; i < s.processes.size(); i++) {
+    if (i > 0) out.push_back(',');
+    AppendProcessJson(&out, s.processes[i]);
+  }
+  out.push_back(']');
+  o.Key("streams");
+  out.push_back('[');
+  for (size_t i = 0; i < s.streams.size(); i++) {
+    if (i > 0) out.push_back(',');
+    AppendStreamJson(&out, s.streams[i]);
+  }
+  out.push_back(']');
+  o.Key("ops");
+  {
+    JsonObject ops(&out);
+    for (uint32_t op = 0; op < kOpCount; op++) {
+      ops.Key(MetricOpName(op));
+      AppendHistogramJson(&out, s.ops[op]);
+    }
+    ops.Close();
+  }
+  o.Close();
+  out.push_back('\n');
+  return out;
+}
+
+std::string FormatStatsText(const DirectoryStats& s) {
+  size_t live = 0;
+  for (const ProcessInfo& p : s.processes) live += p.live ? 1 : 0;
+  std::string out = Format("%s: layout %s, %zu of %" PRIu32 " streams, %zu live of %" PRIu32
+                           " process slots\n",
+                           s.dir.c_str(), VersionText(s.layout_version).c_str(), s.streams.size(),
+                           s.max_streams, live, s.max_processes);
+  out += Format("counters: %" PRIu64 " rebuilds, %" PRIu64 " corrupt records, %" PRIu64
+                " torn tails, %" PRIu64 " gaps, %" PRIu64 " takeovers\n",
+                s.rebuilds, s.corrupt_records, s.torn_tails, s.gaps, s.takeovers);
+  AppendProcessTable(&out, s);
+  AppendStreamTable(&out, s);
+  AppendOpTable(&out, s);
+  return out;
+}
+
+std::string FormatStatsPrometheus(const DirectoryStats& s) {
+  std::string out;
+  for (uint32_t op = 0; op < kOpCount; op++) AppendHistogram(&out, op, s.ops[op]);
+  AppendStreamMetrics(&out, s);
+  AppendProcessMetrics(&out, s);
+  AppendDirectoryCounters(&out, s);
+  out.append("# EOF\n");
+  return out;
+}
+
+}  // namespace comet
