@@ -63,7 +63,7 @@ benches: $(BUILD)/bin/comet_bench
 # Every Debian package the build, the tests and the benchmarks need. Idempotent: installs
 # nothing when all are present.
 DEB_PKGS := g++ make libzstd-dev libboost-dev libgtest-dev libbenchmark-dev libbpf-dev \
-            bpftool clang llvm libelf-dev zlib1g-dev systemtap-sdt-dev pkg-config
+            bpftool clang llvm libelf-dev zlib1g-dev systemtap-sdt-dev pkg-config curl
 deps:
 	$(Q)missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	    | grep -q 'install ok installed' || echo $$p; done); \

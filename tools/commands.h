@@ -10,5 +10,7 @@ int RunTail(std::span<char* const> args);
 int RunInspect(std::span<char* const> args);
 int RunVerify(std::span<char* const> args);
 int RunDemo(std::span<char* const> args);
+int RunStats(std::span<char* const> args);
+int RunExporter(std::span<char* const> args);
 
 }  // namespace comet::cli

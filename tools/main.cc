@@ -35,6 +35,18 @@ constexpr Command kCommands[] = {
     {"verify", RunVerify, "verify DIR",
      "Checks the CRC of every record of every stream (read-only). Prints each problem and a\n"
      "summary. Exit 0 when clean, 1 when corruption was found, 2 when it could not check.\n"},
+    {"stats", RunStats, "stats DIR [--json | --prometheus]",
+     "Prints the counters and latency histograms of DIR from its control region: processes\n"
+     "(live or gone), per-stream positions and counters, and per-operation latency\n"
+     "percentiles summed over every process. --json prints one object; --prometheus prints\n"
+     "the OpenMetrics text format. Read-only: never writes, creates or locks anything, and\n"
+     "needs only read access to DIR.\n"},
+    {"exporter", RunExporter, "exporter DIR [--listen ADDRESS:PORT]",
+     "Serves the stats of DIR over HTTP for Prometheus: GET /metrics (OpenMetrics when the\n"
+     "Accept header asks for it, else the classic text format), read fresh on every request.\n"
+     "Listens on 127.0.0.1:9464 unless --listen names an address (IPv4, [IPv6] or localhost;\n"
+     "0.0.0.0 only when given explicitly). Port 0 picks a free port. Prints the URL it\n"
+     "serves, and stops cleanly on SIGINT or SIGTERM. Read-only, like stats.\n"},
     {"demo", RunDemo, "demo [DIR] [--lines N] [-c key=value ...]",
      "Writes a realistic log workload (nginx access lines and JSON app logs, 2,000,000 by\n"
      "default) to 8 shards of logs:v1 in DIR (default build/demo), reads it back, verifies\n"

@@ -107,15 +107,7 @@ class ClientImpl {
   }
   Status SyncAll();
   std::vector<std::shared_ptr<Shard>> AllShards();
-  // Records one operation's latency in this process's histograms (no-op for read-only clients).
-  void Record(format::MetricOp op, uint64_t ns) {
-    if (!metrics_) return;
-    format::OpMetrics& m = metrics_->ops[op];
-    unsigned b = ns == 0 ? 0 : 63 - static_cast<unsigned>(__builtin_clzll(ns));
-    m.buckets[b].fetch_add(1, std::memory_order_relaxed);
-    m.count.fetch_add(1, std::memory_order_relaxed);
-    m.sum_ns.fetch_add(ns, std::memory_order_relaxed);
-  }
+  void Record(format::MetricOp op, uint64_t ns) { ctx_.Record(op, ns); }
 
   // Fork handling (see the pthread_atfork handlers).
   void LockForFork();
@@ -148,7 +140,6 @@ class ClientImpl {
   int lock_fd_ = -1;
   std::unique_ptr<shm::ControlRegion> control_;
   std::unique_ptr<shm::Membership> membership_;
-  format::ProcessMetrics* metrics_ = nullptr;
   Wakeup maintainer_, syncer_;
   std::thread maintainer_thread_, syncer_thread_;
   std::atomic<bool> stop_{false};
@@ -243,7 +234,7 @@ Status ClientImpl::Open() {
     Result<std::unique_ptr<shm::Membership>> m = shm::Membership::Join(ctx_.root, control_.get());
     if (!m.ok()) return m.status();
     membership_ = std::move(*m);
-    metrics_ = control_->metrics(membership_->slot());
+    ctx_.metrics.store(control_->metrics(membership_->slot()));
     return env::MkdirAll(env::Join(ctx_.root, kStreamsDir));
   }();
   (void)LockByte(lock_fd_, kSetupByte, F_UNLCK, false, lock_path);
@@ -632,7 +623,13 @@ void ClientImpl::LockForFork() {
 
 void ClientImpl::UnlockAfterFork(bool child) {
   for (auto& [n, st] : streams_) st->shard_->UnlockAfterFork(child);
-  streams_mu_.unlock();
+  // glibc's rwlock remembers its writer's thread id, which differs in the child: a fresh lock
+  // is the only correct way to release it there.
+  if (child) {
+    new (&streams_mu_) std::shared_mutex();
+  } else {
+    streams_mu_.unlock();
+  }
   registry_mu_.unlock();
   if (child) {
     // The background threads did not come along: forget their handles without touching them.
@@ -655,7 +652,7 @@ Status ClientImpl::AfterFork() {
                             "concurrency.mode=multi to keep writing after fork()");
   }
   if (Status st = membership_->RejoinAfterFork(); !st.ok()) return st;
-  metrics_ = control_->metrics(membership_->slot());
+  ctx_.metrics.store(control_->metrics(membership_->slot()));
   StartThreads();
   Rebalance(200'000'000);
   return Status::Ok();
@@ -781,11 +778,8 @@ Status Client::Append(std::string_view stream, std::span<const std::string_view>
 }
 
 Status Client::Sync() {
-  const uint64_t t0 = internal::Ticks();
   if (Status st = impl_->CheckOpen(); !st.ok()) return st;
-  Status st = impl_->SyncAll();
-  impl_->Record(format::kOpSync, internal::TicksToNs(internal::Ticks() - t0));
-  return st;
+  return impl_->SyncAll();
 }
 
 Status Client::Read(Stream* s, uint64_t entry, Entry* out) {

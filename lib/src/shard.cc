@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "clock.h"
 #include "compress.h"
 #include "control.h"
 #include "env.h"
@@ -500,7 +501,9 @@ Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
     }
   }
   for (const Plan& p : plan) {
+    const uint64_t t0 = Ticks();
     Result<std::shared_ptr<Segment>> s = NewSegment(p.base, p.capacity);
+    ctx_->Record(kOpRotate, TicksToNs(Ticks() - t0));
     if (!s.ok()) {
       for (auto& f : fresh) (void)env::Unlink(f->path());
       fresh.clear();
@@ -621,6 +624,7 @@ Status Shard::SyncUpTo(uint64_t target, bool spare_tail_page, bool releasing) {
       act_end &= ~uint64_t{4095};
       goal = std::min(goal, act->base() + EntriesBelow(act.get(), act_end, goal));
     }
+    const uint64_t t0 = Ticks();
     Status st;
     for (auto& s : segs) {
       if (st.ok()) st = env::SyncMapped(s->map(), s->data_end(), s->path());
@@ -635,6 +639,7 @@ Status Shard::SyncUpTo(uint64_t target, bool spare_tail_page, bool releasing) {
       sync_cv_.notify_all();
       return Status(st.code(), name_ + ": sync: " + st.message());
     }
+    ctx_->Record(kOpSync, TicksToNs(Ticks() - t0));
     synced_ = std::max(synced_, goal);
     last_sync_mono_ = env::MonotonicNs();
     slot_->synced_entry.store(synced_, std::memory_order_relaxed);
@@ -779,7 +784,11 @@ void Shard::UnlockAfterFork(bool child) {
   finish_mu_.unlock();
   sync_mu_.unlock();
   for (auto& seg : segments_) seg->scan_mutex().unlock();
-  list_mu_.unlock();
+  if (child) {
+    new (&list_mu_) std::shared_mutex();  // see ClientImpl::UnlockAfterFork
+  } else {
+    list_mu_.unlock();
+  }
   spare_mu_.unlock();
   write_mu_.unlock();
 }

@@ -53,6 +53,17 @@ struct ShardContext {
   shm::ControlRegion* control = nullptr;
   Wakeup* maintainer = nullptr;
   Wakeup* syncer = nullptr;
+  // This process's latency histograms in the control region (null for read-only clients).
+  std::atomic<format::ProcessMetrics*> metrics{nullptr};
+  void Record(format::MetricOp op, uint64_t ns) const {
+    format::ProcessMetrics* m = metrics.load(std::memory_order_relaxed);
+    if (!m) return;
+    format::OpMetrics& o = m->ops[op];
+    unsigned b = ns == 0 ? 0 : 63 - static_cast<unsigned>(__builtin_clzll(ns));
+    o.buckets[b].fetch_add(1, std::memory_order_relaxed);
+    o.count.fetch_add(1, std::memory_order_relaxed);
+    o.sum_ns.fetch_add(ns, std::memory_order_relaxed);
+  }
 };
 
 class Shard {

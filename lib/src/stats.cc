@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cinttypes>
 #include <cmath>
 #include <cstdarg>
@@ -33,7 +34,8 @@ namespace {
 
 // ---- reading ---------------------------------------------------------------------------------
 
-constexpr size_t kMaxPrefixFileBytes = format::kMaxPrefixLen + 1;  // one more to see an overlong one
+// One byte more than a prefix may have, so an overlong file is read as overlong, not cut valid.
+constexpr size_t kMaxPrefixFileBytes = format::kMaxPrefixLen + 1;
 
 std::string Hex(uint64_t v, int width) {
   char buf[24];
@@ -335,7 +337,8 @@ void AppendProcessTable(std::string* out, const DirectoryStats& s) {
     return;
   }
   out->append("processes:\n");
-  out->append(Format("  %4s  %8s  %-6s  %8s  %12s\n", "SLOT", "PID", "STATE", "EPOCH", "OWNED SHARDS"));
+  out->append(Format("  %4s  %8s  %-6s  %8s  %12s\n", "SLOT", "PID", "STATE", "EPOCH",
+                     "OWNED SHARDS"));
   for (const ProcessInfo& p : s.processes) {
     out->append(Format("  %4" PRIu32 "  %8" PRIu32 "  %-6s  %8" PRIu64 "  %12" PRIu64 "\n", p.slot,
                        p.pid, p.live ? "live" : "gone", p.epoch, p.live ? p.owned_shards : 0));
