@@ -32,6 +32,16 @@ int Fail(int code, std::string msg) {
 
 int Done(const comet::Status& st) { return st.ok() ? COMET_OK : Fail(st); }
 
+// Copies a NUL-terminated name into the caller's buffer.
+int CopyOut(const std::string& name, char* buf, size_t cap) {
+  if (name.size() + 1 > cap) {
+    return Fail(COMET_ERR_TOO_LARGE, "stream name needs " + std::to_string(name.size() + 1) +
+                                         " bytes; the buffer holds " + std::to_string(cap));
+  }
+  std::memcpy(buf, name.c_str(), name.size() + 1);
+  return COMET_OK;
+}
+
 template <class F>
 int Guard(F&& f) {
   try {
@@ -139,6 +149,28 @@ int comet_length(comet_client* c, const char* stream, uint64_t* out) {
   });
 }
 
+int comet_pick_stream(comet_client* c, const char* prefix, const void* key, size_t len,
+                      uint32_t shard_count, char* buf, size_t cap) {
+  if (!c || !prefix || (!key && len > 0) || (!buf && cap > 0)) {
+    return Fail(COMET_ERR_INVALID, "comet_pick_stream: null argument");
+  }
+  return Guard([&]() -> int {
+    comet::Result<std::string> name = c->client->PickStream(
+        prefix, std::string_view(static_cast<const char*>(key), key ? len : 0), shard_count);
+    if (!name.ok()) return Fail(name.status());
+    return CopyOut(*name, buf, cap);
+  });
+}
+
+int comet_wait(comet_client* c, const char* stream, uint64_t entry, int64_t timeout_ns) {
+  if (!c || !stream) return Fail(COMET_ERR_INVALID, "comet_wait: null argument");
+  return Guard([&]() -> int {
+    comet::Result<comet::Stream*> s = c->client->GetStream(stream);
+    if (!s.ok()) return Fail(s.status());
+    return Done(c->client->WaitFor(*s, entry, timeout_ns));
+  });
+}
+
 uint32_t comet_pick_shard(const void* key, size_t len, uint32_t shard_count) {
   return comet::PickShard(key, key ? len : 0, shard_count);
 }
@@ -149,13 +181,7 @@ int comet_stream_name(const char* prefix, uint32_t shard, char* buf, size_t cap)
   if (shard >= comet::kMaxShards) {
     return Fail(COMET_ERR_INVALID, "shard " + std::to_string(shard) + " is above 0xFFFF");
   }
-  std::string name = comet::ShardStreamName(prefix, shard);
-  if (name.size() + 1 > cap) {
-    return Fail(COMET_ERR_TOO_LARGE, "stream name needs " + std::to_string(name.size() + 1) +
-                                         " bytes; the buffer holds " + std::to_string(cap));
-  }
-  std::memcpy(buf, name.c_str(), name.size() + 1);
-  return COMET_OK;
+  return CopyOut(comet::ShardStreamName(prefix, shard), buf, cap);
 }
 
 const char* comet_strerror(int err) { return comet::code_name(static_cast<comet::Code>(err)); }

@@ -68,6 +68,17 @@ int comet_read(comet_client *c, const char *stream, uint64_t entry, void *buf, s
 /* The next entry number of a stream (0 if it has no entries). */
 int comet_length(comet_client *c, const char *stream, uint64_t *out);
 
+/* Multi-process mode (config "concurrency.mode" = "multi"): writes into buf the stream
+   "<prefix>:shard:<NNNN>" that `key` routes to among the shard_count shards assigned to this
+   process, so an append to it does not get COMET_ERR_NOT_OWNER. In single mode, the same as
+   comet_stream_name(prefix, comet_pick_shard(key, len, shard_count)). COMET_ERR_TOO_LARGE if
+   cap is short; COMET_ERR_NOT_OWNER if this process is assigned none of them. */
+int comet_pick_stream(comet_client *c, const char *prefix, const void *key, size_t len,
+                      uint32_t shard_count, char *buf, size_t cap);
+/* Blocks until entry `entry` of `stream` exists (appended by any process) or timeout_ns passes
+   (COMET_ERR_TIMEOUT; negative waits forever). */
+int comet_wait(comet_client *c, const char *stream, uint64_t entry, int64_t timeout_ns);
+
 /* Stable key -> shard routing (jump consistent hash); shard_count 0 means 16. */
 uint32_t comet_pick_shard(const void *key, size_t len, uint32_t shard_count);
 /* Writes "<prefix>:shard:<NNNN>" into buf; COMET_ERR_TOO_LARGE if cap is short. */
