@@ -427,7 +427,9 @@ Result<Stream*> ClientImpl::GetStream(std::string_view name) {
   }
   if (multi_) {
     std::vector<uint32_t> live = RefreshLive();
-    if (AssignedToMe(shard->shard(), live)) TryTake(shard.get(), live);
+    if (AssignedToMe(shard->shard(), live) && TryTake(shard.get(), live)) {
+      control_->process(membership_->slot())->owned_shards.fetch_add(1);
+    }
   } else {
     shard->slot()->owner.store(membership_->owner_word());
     control_->process(membership_->slot())->owned_shards.fetch_add(1);
@@ -497,7 +499,6 @@ bool ClientImpl::TryTake(Shard* s, const std::vector<uint32_t>& live) {
     slot->owner.compare_exchange_strong(expected, 0);
     return false;
   }
-  control_->process(membership_->slot())->owned_shards.fetch_add(1);
   return true;
 }
 
@@ -508,7 +509,6 @@ void ClientImpl::Release(Shard* s) {
   (void)s->BecomeFollower();
   uint64_t mine = membership_->owner_word();
   s->slot()->owner.compare_exchange_strong(mine, 0);
-  control_->process(membership_->slot())->owned_shards.fetch_sub(1);
 }
 
 void ClientImpl::Rebalance(int64_t wait_ns) {
@@ -521,13 +521,16 @@ void ClientImpl::Rebalance(int64_t wait_ns) {
   for (;;) {
     std::vector<uint32_t> live = RefreshLive();
     bool missing = false;
+    uint64_t owned = 0;
     for (auto& s : AllShards()) {
       if (AssignedToMe(s->shard(), live)) {
         if (!TryTake(s.get(), live)) missing = true;
       } else {
         Release(s.get());
       }
+      owned += s->is_writer() ? 1 : 0;
     }
+    control_->process(membership_->slot())->owned_shards.store(owned);
     if (!missing || env::MonotonicNs() >= deadline) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
@@ -653,8 +656,8 @@ Status ClientImpl::AfterFork() {
   }
   if (Status st = membership_->RejoinAfterFork(); !st.ok()) return st;
   ctx_.metrics.store(control_->metrics(membership_->slot()));
-  StartThreads();
   Rebalance(200'000'000);
+  StartThreads();
   return Status::Ok();
 }
 

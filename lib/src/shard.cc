@@ -174,6 +174,11 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
     }
   }
 
+  // Processes that may write create the shard's directory now, so that others discover the
+  // stream as soon as it is registered.
+  if (!ctx_->read_only) {
+    if (Status st = EnsureDir(); !st.ok()) return st;
+  }
   std::vector<std::shared_ptr<Segment>> segs;
   if (Status st = LoadSegments(&segs, problems, writer); !st.ok()) return st;
 
