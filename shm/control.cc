@@ -28,6 +28,24 @@ std::string VersionText(uint32_t v) {
   return std::to_string(v >> 16) + "." + std::to_string(v & 0xFFFF);
 }
 
+// Processes holding a member lock on DIR/slots/*.lock (see membership.h).
+int LiveMembers(const std::string& dir) {
+  Result<std::vector<std::string>> names = env::ListDir(env::Join(dir, "slots"));
+  if (!names.ok()) return 0;
+  int live = 0;
+  for (const std::string& n : *names) {
+    if (!n.ends_with(".lock")) continue;
+    Result<int> fd = env::OpenFile(env::Join(dir, "slots/" + n), O_RDONLY);
+    if (!fd.ok()) continue;
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(*fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK) live++;
+    env::Close(*fd);
+  }
+  return live;
+}
+
 }  // namespace
 
 Status ControlRegion::Create(const std::string& path, uint32_t max_streams,
@@ -138,6 +156,11 @@ Result<std::unique_ptr<ControlRegion>> ControlRegion::OpenWriter(const std::stri
       return r;
     }
     if (st.code() != Code::kCorrupt) return st;
+    // Others may still map the damaged file: rebuilding under them would split the directory.
+    if (int live = LiveMembers(dir); live > 0) {
+      return Status::Corrupt(st.message() + "; " + std::to_string(live) +
+                             " live processes still use it, so it cannot be rebuilt now");
+    }
     std::string aside = r->path_ + ".damaged-" + std::to_string(env::NowNs());
     if (Status mv = env::Rename(r->path_, aside); !mv.ok()) return mv;
     *note = st.message() + "; moved aside to " + aside + " and rebuilt from the segments";

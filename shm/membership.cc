@@ -84,7 +84,7 @@ bool Membership::SlotLocked(uint32_t slot) {
     fd = *r;
   }
   struct flock fl {};
-  fl.l_type = F_RDLCK;
+  fl.l_type = F_WRLCK;  // conflicts with a holder of either kind
   fl.l_whence = SEEK_SET;
   if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return false;
   return fl.l_type != F_UNLCK;
