@@ -591,6 +591,11 @@ Status ClientImpl::Close() {
     std::lock_guard lk(g_clients_mu);
     g_clients.erase(std::remove(g_clients.begin(), g_clients.end(), this), g_clients.end());
   }
+  if (!ctx_.read_only && fork_generation_ != g_fork_generation.load(std::memory_order_acquire)) {
+    // A child closing a client it inherited and never used: the slot, the leases and the files
+    // are the parent's. Only our copies of descriptors and mappings go away.
+    return Status::Ok();
+  }
   StopThreads();
   Status first;
   for (auto& s : AllShards()) {
