@@ -241,6 +241,11 @@ Result<ShardSlot*> ControlRegion::Acquire(uint32_t prefix_id, uint32_t shard) {
 
 ControlRegion::~ControlRegion() { env::Close(lock_fd_); }
 
+void ControlRegion::ForgetLockAfterFork() {
+  env::Close(lock_fd_);
+  lock_fd_ = -1;
+}
+
 ShardSlot* ControlRegion::shard_at(uint32_t i) const { return &shards_[i]; }
 
 format::ProcessSlot* ControlRegion::process(uint32_t i) const {

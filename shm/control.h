@@ -50,6 +50,9 @@ class ControlRegion {
   format::ProcessMetrics* metrics(uint32_t i) const;   // REQUIRES: i < max_processes()
 
   ~ControlRegion();
+  // In a child after fork(): the descriptor behind the allocation lock is shared with the
+  // parent, so it would not exclude it; the next Acquire opens one of our own.
+  void ForgetLockAfterFork();
 
  private:
   ControlRegion() = default;

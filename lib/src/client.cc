@@ -215,6 +215,7 @@ Status ClientImpl::Open() {
       return c.status();
     }
     ctx_.control = control_.get();
+    fork_generation_ = g_fork_generation.load(std::memory_order_acquire);
     return LoadPrefixes();
   }
 
@@ -651,14 +652,20 @@ Status ClientImpl::AfterFork() {
   const uint64_t gen = g_fork_generation.load(std::memory_order_acquire);
   if (fork_generation_ == gen) return Status::Ok();
   fork_generation_ = gen;
-  // The directory claim (a shared lock in multi mode) is shared with the parent's descriptor;
-  // a single-mode writer's child has no claim of its own and must not write.
+  if (ctx_.read_only) return Status::Ok();  // readers hold nothing of the parent's
+  // A single-mode writer's child has no claim of its own and must not write.
   if (!multi_) {
     closed_.store(true, std::memory_order_release);
     return Status::NotOwner("data directory " + ctx_.root +
                             " was opened by the parent in single-process mode; open it with "
                             "concurrency.mode=multi to keep writing after fork()");
   }
+  // OFD locks belong to open file descriptions, which fork() shares with the parent: with the
+  // inherited descriptors, siblings would not exclude each other. Open our own.
+  env::Close(lock_fd_);
+  lock_fd_ = -1;
+  if (Status st = ClaimDirectory(); !st.ok()) return st;
+  control_->ForgetLockAfterFork();
   if (Status st = membership_->RejoinAfterFork(); !st.ok()) return st;
   ctx_.metrics.store(control_->metrics(membership_->slot()));
   Rebalance(200'000'000);

@@ -841,7 +841,10 @@ Status Shard::WaitFor(uint64_t e, int64_t timeout_ns) {
 // ---- read path -------------------------------------------------------------------------------
 
 Status Shard::Locate(uint64_t e, std::shared_ptr<Segment>* seg, uint64_t* resume) {
-  for (int attempt = 0; attempt < 2; attempt++) {
+  for (int attempt = 0;; attempt++) {
+    // A follower's list may predate segments its writer created since: look once more.
+    const bool follower = !writer_.load(std::memory_order_acquire);
+    bool look_again = false;
     {
       std::shared_lock lk(list_mu_);
       auto it = std::upper_bound(segments_.begin(), segments_.end(), e,
@@ -849,27 +852,31 @@ Status Shard::Locate(uint64_t e, std::shared_ptr<Segment>* seg, uint64_t* resume
                                    return v < s->base();
                                  });
       if (it == segments_.begin()) {
-        if (resume) *resume = segments_.empty() ? Committed() : segments_.front()->base();
-        return Status::NotFound(name_ + ": entry " + std::to_string(e) +
-                                " is before the first stored entry");
-      }
-      const std::shared_ptr<Segment>& s = *(it - 1);
-      const bool follower = !writer_.load(std::memory_order_acquire);
-      if (follower) s->RefreshSeal();
-      uint64_t count = s->sealed_count();
-      if (count == kNotSealed || e < s->base() + count) {
-        *seg = s;
-        return Status::Ok();
-      }
-      if (it != segments_.end()) {
-        if (resume) *resume = (*it)->base();
-        return Status::NotFound(name_ + ": entry " + std::to_string(e) + " is in a gap: entries " +
-                                std::to_string(s->base() + count) + ".." +
-                                std::to_string((*it)->base() - 1) +
-                                " are missing (their segment file is gone)");
+        if (!(follower && attempt == 0)) {
+          if (resume) *resume = segments_.empty() ? Committed() : segments_.front()->base();
+          return Status::NotFound(name_ + ": entry " + std::to_string(e) +
+                                  " is before the first stored entry");
+        }
+        look_again = true;
+      } else {
+        const std::shared_ptr<Segment>& s = *(it - 1);
+        if (follower) s->RefreshSeal();
+        const uint64_t count = s->sealed_count();
+        if (count == kNotSealed || e < s->base() + count) {
+          *seg = s;
+          return Status::Ok();
+        }
+        if (it != segments_.end()) {
+          if (resume) *resume = (*it)->base();
+          return Status::NotFound(name_ + ": entry " + std::to_string(e) +
+                                  " is in a gap: entries " + std::to_string(s->base() + count) +
+                                  ".." + std::to_string((*it)->base() - 1) +
+                                  " are missing (their segment file is gone)");
+        }
+        look_again = follower && attempt == 0;
       }
     }
-    if (writer_.load(std::memory_order_acquire)) break;
+    if (!look_again) break;
     if (Status st = Refresh(); !st.ok()) return st;
   }
   if (resume) *resume = e;
