@@ -220,6 +220,10 @@ void Unmap(char* p, size_t len) {
   if (p) munmap(p, len);
 }
 
+void DropMapped(char* base, uint64_t off, uint64_t len) {
+  if (len > 0) madvise(base + off, len, MADV_DONTNEED);
+}
+
 Status PopulateWrite(char* base, uint64_t off, uint64_t len) {
   const uint64_t page = 4096;
   uint64_t start = off & ~(page - 1);

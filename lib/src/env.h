@@ -41,6 +41,9 @@ Result<std::string> ReadFile(const std::string& path);
 // MAP_SHARED mapping of [0, len) of fd.
 Result<char*> Map(int fd, size_t len, bool writable, const std::string& path);
 void Unmap(char* p, size_t len);
+// Drops the page-table entries of [off, off+len) of a shared file mapping (MADV_DONTNEED); the
+// data stays in the page cache and is read back on the next access.
+void DropMapped(char* base, uint64_t off, uint64_t len);
 // Faults in pages [off, off+len) for writing without touching them (MADV_POPULATE_WRITE).
 Status PopulateWrite(char* base, uint64_t off, uint64_t len);
 

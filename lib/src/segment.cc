@@ -143,6 +143,7 @@ Segment::Segment(std::string path, std::string rel, uint32_t index_interval, uin
       index_(index_interval, capacity) {}
 
 Segment::~Segment() {
+  env::Unmap(ro_map_, map_len_);
   env::Unmap(map_, map_len_);
   env::Close(fd_);
 }
@@ -160,6 +161,7 @@ Result<std::shared_ptr<Segment>> Segment::Create(const std::string& path, const 
     if (m.ok()) {
       s->map_ = *m;
       s->map_len_ = capacity;
+      st = s->MapForReaders();
     } else {
       st = m.status();
     }
@@ -216,18 +218,40 @@ Status Segment::PrepareForAppend(uint64_t end, uint64_t capacity, uint64_t prefa
   if (!st.ok()) return st;
   Result<char*> m = env::Map(fd_, capacity, true, path_);
   if (!m.ok()) return m.status();
+  env::Unmap(ro_map_, map_len_);
+  ro_map_ = nullptr;
   env::Unmap(map_, map_len_);
   map_ = *m;
   map_len_ = capacity;
+  if (Status st = MapForReaders(); !st.ok()) return st;
   capacity_ = capacity;
   uint64_t upto = std::min<uint64_t>(capacity, end + prefault);
   if (prefault > 0 && env::PopulateWrite(map_, end, upto - end).ok()) set_populated(upto);
   return Status::Ok();
 }
 
+Status Segment::MapForReaders() {
+  Result<char*> m = env::Map(fd_, map_len_, false, path_);
+  if (!m.ok()) return m.status();
+  ro_map_ = *m;
+  return Status::Ok();
+}
+
+void Segment::DropWrittenPages(uint64_t upto) {
+  if (!ro_map_) return;  // readers share the writable mapping: keep it
+  const uint64_t target = std::min<uint64_t>(upto, map_len_) & ~uint64_t{4095};
+  uint64_t done = dropped_.load(std::memory_order_relaxed);
+  while (done < target) {
+    if (dropped_.compare_exchange_weak(done, target, std::memory_order_relaxed)) {
+      env::DropMapped(map_, done, target - done);
+      return;
+    }
+  }
+}
+
 bool Segment::CheckRecord(uint64_t off, uint64_t limit) const {
   if (off + kRecordHeaderSize > limit) return false;
-  const char* p = map_ + off;
+  const char* p = rmap() + off;
   uint32_t sf = load32(p + rec::kSizeFlags);
   if (sf & kFlagReserved) return false;
   uint64_t size = sf & kSizeMask;
@@ -257,7 +281,7 @@ ScanResult Segment::Scan(uint64_t limit, const ScanHints& h) {
   // The next offset after `from` where a record checks out, or 0.
   auto resync = [&](uint64_t from) -> uint64_t {
     for (uint64_t y = from; y + kRecordHeaderSize <= limit; y++) {
-      const char* p = map_ + y;
+      const char* p = rmap() + y;
       uint32_t sf = load32(p + rec::kSizeFlags);
       if ((sf & kFlagReserved) || load64(p + rec::kTimestamp) == 0) continue;
       if (y + kRecordHeaderSize + (sf & kSizeMask) > limit) continue;
@@ -268,7 +292,7 @@ ScanResult Segment::Scan(uint64_t limit, const ScanHints& h) {
   auto count_from = [&](uint64_t o) {
     uint64_t n = 0;
     while (CheckRecord(o, limit)) {
-      o += kRecordHeaderSize + (load32(map_ + o + rec::kSizeFlags) & kSizeMask);
+      o += kRecordHeaderSize + (load32(rmap() + o + rec::kSizeFlags) & kSizeMask);
       n++;
     }
     return n;
@@ -279,13 +303,13 @@ ScanResult Segment::Scan(uint64_t limit, const ScanHints& h) {
     if (know_count && r.count >= h.expected_count) break;
     if (CheckRecord(o, limit)) {
       add(o, false);
-      o += kRecordHeaderSize + (load32(map_ + o + rec::kSizeFlags) & kSizeMask);
+      o += kRecordHeaderSize + (load32(rmap() + o + rec::kSizeFlags) & kSizeMask);
       continue;
     }
     // Not a good record at o: the end of the data, a torn tail, or damage.
     const bool acknowledged = h.acknowledged_end > o;
     const bool expect_more = know_count && r.count < h.expected_count;
-    const bool zero = o + kRecordHeaderSize > limit || AllZero(map_ + o, kRecordHeaderSize);
+    const bool zero = o + kRecordHeaderSize > limit || AllZero(rmap() + o, kRecordHeaderSize);
     uint64_t next = 0;
     if (!acknowledged && !expect_more) {
       if (h.acknowledged_end != 0 || o + kRecordHeaderSize > limit) {
@@ -305,7 +329,7 @@ ScanResult Segment::Scan(uint64_t limit, const ScanHints& h) {
     }
     // Damage inside data that must be there. First trust the length field if the record it
     // implies is followed by a good record (only the payload or CRC was hit).
-    uint32_t sf = o + kRecordHeaderSize <= limit ? load32(map_ + o + rec::kSizeFlags) : 0;
+    uint32_t sf = o + kRecordHeaderSize <= limit ? load32(rmap() + o + rec::kSizeFlags) : 0;
     uint64_t after = o + kRecordHeaderSize + (sf & kSizeMask);
     if (!(sf & kFlagReserved) && after <= limit &&
         (CheckRecord(after, limit) || after == h.acknowledged_end ||
@@ -363,7 +387,7 @@ void Segment::Seal(uint64_t count, uint64_t end) {
 bool Segment::RefreshSeal() {
   if (sealed()) return true;
   SegmentHeader h;
-  if (!DecodeSegmentHeader(map_, map_len_, path_, &h).ok() || !h.sealed) return false;
+  if (!DecodeSegmentHeader(rmap(), map_len_, path_, &h).ok() || !h.sealed) return false;
   if (h.sealed_end > map_len_) return false;
   MarkSealed(h.sealed_count, h.sealed_end);
   return true;
@@ -427,7 +451,7 @@ uint64_t Segment::OffsetOf(uint64_t e) const {
   uint64_t off = index_.Get(node);
   for (uint64_t i = uint64_t{node} * index_.interval(); i < k; i++) {
     if (off + kRecordHeaderSize > map_len_) return kBadOffset;
-    off += kRecordHeaderSize + (load32(map_ + off + rec::kSizeFlags) & kSizeMask);
+    off += kRecordHeaderSize + (load32(rmap() + off + rec::kSizeFlags) & kSizeMask);
   }
   return off + kRecordHeaderSize <= map_len_ ? off : kBadOffset;
 }

@@ -150,10 +150,16 @@ class Segment {
   // tail), re-preallocates to `capacity`, maps it writable.
   Status PrepareForAppend(uint64_t end, uint64_t capacity, uint64_t prefault);
 
-  // Mapping-level access.
+  // Mapping-level access. map() is the writer's mapping; rmap() is for reading: a separate
+  // read-only mapping where this process appends, so that write-back of pages the writer has
+  // left behind never has to write-protect them in a mapping readers use.
   const SegmentHeader& header() const { return header_; }
   uint64_t base() const { return header_.base_entry; }
   char* map() const { return map_; }
+  const char* rmap() const { return ro_map_ ? ro_map_ : map_; }
+  // Unmaps written pages below `upto` from the writer's mapping (the data stays in the page
+  // cache), so that their write-back costs no TLB shoot-down of the writer's CPU per page.
+  void DropWrittenPages(uint64_t upto);
   size_t map_len() const { return map_len_; }
   uint64_t capacity() const { return capacity_; }
   int fd() const { return fd_; }
@@ -178,8 +184,12 @@ class Segment {
  private:
   std::string path_, rel_;
   SegmentHeader header_;
+  Status MapForReaders();
+
   int fd_ = -1;
   char* map_ = nullptr;
+  char* ro_map_ = nullptr;  // read-only view of the same pages (appended segments only)
+  std::atomic<uint64_t> dropped_{0};  // map_ bytes below this are unmapped (page aligned)
   size_t map_len_ = 0;
   uint64_t capacity_ = 0;
   std::atomic<uint64_t> sealed_count_{kNotSealed};

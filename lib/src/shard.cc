@@ -82,6 +82,13 @@ std::string Shard::SegmentPath(uint64_t base, const char* ext) const {
   return env::Join(dir_, Hex(base, 16) + "." + ext);
 }
 
+// A file name of its own for every segment file being prepared: a spare still being renamed
+// into place must never share its name with the next one (O_TRUNC would empty it).
+std::string Shard::TempName(const char* what) {
+  return "." + std::string(what) + "-" +
+         std::to_string(temp_seq_.fetch_add(1, std::memory_order_relaxed)) + ".tmp";
+}
+
 std::string Shard::SegmentRel(uint64_t base, const char* ext) const {
   return rel_dir_ + "/" + Hex(base, 16) + "." + ext;
 }
@@ -381,8 +388,9 @@ Result<std::shared_ptr<Segment>> Shard::NewSegment(uint64_t base, uint64_t capac
     seg = std::move(spare_);
   }
   if (!seg) {
+    const std::string tmp = TempName("fresh");
     Result<std::shared_ptr<Segment>> r =
-        Segment::Create(env::Join(dir_, ".fresh.tmp"), rel_dir_ + "/.fresh.tmp",
+        Segment::Create(env::Join(dir_, tmp), rel_dir_ + "/" + tmp,
                         cfg.index.interval, capacity, cfg.storage.prefault_bytes);
     if (!r.ok()) return Status(r.status().code(), name_ + ": new segment: " + r.status().message());
     seg = std::move(*r);
@@ -593,7 +601,8 @@ uint64_t Shard::EntriesBelow(Segment* seg, uint64_t end, uint64_t committed) con
   uint64_t k = uint64_t{lo - 1} * idx.interval();
   uint64_t off = idx.Get(lo - 1);
   while (seg->base() + k < committed) {
-    uint64_t next = off + kRecordHeaderSize + (load32(seg->map() + off + rec::kSizeFlags) & kSizeMask);
+    uint64_t next =
+        off + kRecordHeaderSize + (load32(seg->rmap() + off + rec::kSizeFlags) & kSizeMask);
     if (next > end) break;
     off = next;
     k++;
@@ -632,9 +641,13 @@ Status Shard::SyncUpTo(uint64_t target, bool spare_tail_page, bool releasing) {
     const uint64_t t0 = Ticks();
     Status st;
     for (auto& s : segs) {
+      s->DropWrittenPages(s->data_end());
       if (st.ok()) st = env::SyncMapped(s->map(), s->data_end(), s->path());
     }
-    if (st.ok() && act) st = env::SyncMapped(act->map(), act_end, act->path());
+    if (st.ok() && act) {
+      act->DropWrittenPages(act_end);
+      st = env::SyncMapped(act->map(), act_end, act->path());
+    }
     if (st.ok() && dirty) st = env::FsyncDir(dir_);
     lk.lock();
     sync_leader_ = false;
@@ -701,6 +714,8 @@ void Shard::Maintain() {
   uint64_t cur = slot_->active_base.load(std::memory_order_relaxed) == a->base()
                      ? slot_->committed_offset.load(std::memory_order_relaxed)
                      : kSegmentHeaderSize;
+  // Pages behind the writer leave its mapping before the kernel writes them back.
+  a->DropWrittenPages(cur);
   // Pre-fault ahead of the writer so that its stores never fault.
   if (cfg.storage.prefault_bytes > 0) {
     uint64_t target = std::min<uint64_t>(a->capacity(), cur + cfg.storage.prefault_bytes);
@@ -717,8 +732,9 @@ void Shard::Maintain() {
       need = spare_ == nullptr;
     }
     if (need && EnsureDir().ok()) {
+      const std::string tmp = TempName("spare");
       Result<std::shared_ptr<Segment>> s =
-          Segment::Create(env::Join(dir_, ".spare.tmp"), rel_dir_ + "/.spare.tmp",
+          Segment::Create(env::Join(dir_, tmp), rel_dir_ + "/" + tmp,
                           cfg.index.interval, cfg.storage.max_segment_bytes,
                           cfg.storage.prefault_bytes);
       if (s.ok()) {
@@ -943,7 +959,7 @@ Status Shard::ReadAt(const std::shared_ptr<Segment>& seg, uint64_t e, uint64_t* 
       CountCorrupt(1);
       return Status::Corrupt(where(o) + " fails its CRC; it is not returned");
     }
-    const char* p = seg->map() + o;
+    const char* p = seg->rmap() + o;
     const uint32_t sf = load32(p + rec::kSizeFlags);
     const uint32_t size = sf & kSizeMask;
     out->id = EntryId{prefix_id_, shard_, e};

@@ -130,6 +130,7 @@ class Shard {
   };
   std::string SegmentPath(uint64_t base, const char* ext) const;
   std::string SegmentRel(uint64_t base, const char* ext) const;
+  std::string TempName(const char* what);
   Status EnsureDir();
   // The sync itself. With `spare_tail_page`, the active segment is written back only up to the
   // last whole page, so that the writer, still filling that page, does not take a write-protect
@@ -199,6 +200,7 @@ class Shard {
   std::shared_ptr<Segment> sync_active_;
   bool dir_dirty_ = false;
 
+  std::atomic<uint64_t> temp_seq_{0};
   std::atomic<uint64_t> corrupt_{0};
   std::atomic<uint64_t> torn_{0};
 };

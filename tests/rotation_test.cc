@@ -1,0 +1,48 @@
+// Rotation under load: the background thread prepares spare segments while the writer rotates
+// into them, again and again.
+#include <string>
+#include <vector>
+
+#include "comet/client.h"
+#include "test_util.h"
+
+namespace {
+
+using comet::Client;
+using comet::Config;
+using comet::Entry;
+using comet::Status;
+
+class RotationTest : public comet_test::TempDirTest {};
+
+TEST_F(RotationTest, EveryBatchSucceedsWhileSparesAreMadeAndTakenConcurrently) {
+  Config cfg;
+  ASSERT_TRUE(cfg.Set("storage.max_segment_bytes", "64KiB").ok());
+  ASSERT_TRUE(cfg.Set("storage.prefault_bytes", "16KiB").ok());
+  ASSERT_TRUE(cfg.Set("sync.mode", "none").ok());
+  auto c = Client::Open(dir_, cfg);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto s = (*c)->GetStream("rot:shard:0000");
+  ASSERT_TRUE(s.ok());
+  std::string payload(100, 'r');
+  std::vector<std::string_view> batch(60, payload);  // about 7 KiB: a rotation every 9 batches
+  for (int i = 0; i < 3000; i++) {
+    Status st = (*c)->Append(*s, batch);
+    ASSERT_TRUE(st.ok()) << "batch " << i << ": " << st.ToString();
+  }
+  auto it = (*c)->Scan(*s, 0);
+  ASSERT_TRUE(it.ok());
+  Entry e;
+  uint64_t n = 0;
+  Status st;
+  while ((st = it->Next(&e)).ok()) {
+    ASSERT_EQ(e.data, payload);
+    n++;
+  }
+  EXPECT_TRUE(st.IsNotFound()) << st.ToString();
+  EXPECT_EQ(n, 3000u * 60);
+  EXPECT_GT((*c)->GetStats().rotations, 300u);
+  ASSERT_TRUE((*c)->Close().ok());
+}
+
+}  // namespace
