@@ -20,6 +20,8 @@
 #include "comet/config.h"
 #include "comet/status.h"
 
+#include "text.h"
+
 namespace comet::cli {
 
 inline constexpr int kExitOk = 0;
@@ -86,7 +88,7 @@ Status CheckStreamName(std::string_view name);
 // Appends s as a JSON string literal (with quotes). Control characters and DEL become \u00XX,
 // and so does every byte that is not part of a valid UTF-8 sequence, so the output is always
 // valid JSON (an invalid byte 0xNN decodes as U+00NN). Valid UTF-8 is copied as is.
-void AppendJsonString(std::string* out, std::string_view s);
+using text::AppendJsonString;
 
 // Buffered writer over stdout for large outputs; remembers write errors.
 class Output {
@@ -120,6 +122,6 @@ std::string HumanBytes(double bytes);
 // "812 ns", "12.4 us", "3.20 ms", "1.50 s".
 std::string HumanDuration(double ns);
 // printf into a std::string.
-std::string Format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+using text::Format;
 
 }  // namespace comet::cli

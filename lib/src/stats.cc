@@ -25,12 +25,18 @@
 #include "control.h"
 #include "env.h"
 
+#include "text.h"
+
 namespace comet {
 
 using format::kHistogramBuckets;
 using format::kOpCount;
 
 namespace {
+
+using text::AppendJsonString;
+using text::Format;
+using text::Utf8SequenceLength;
 
 // ---- reading ---------------------------------------------------------------------------------
 
@@ -155,32 +161,6 @@ void ReadStreams(const shm::ControlRegion& r, const std::string& dir, DirectoryS
 
 // ---- shared rendering helpers ----------------------------------------------------------------
 
-// The length of the valid UTF-8 sequence at s[i] (a lead byte >= 0x80), or 0 if it is not one.
-size_t Utf8SequenceLength(std::string_view s, size_t i) {
-  auto at = [&](size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0; };
-  const unsigned char c = at(0);
-  size_t len;
-  unsigned char lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;  // overlong
-    if (c == 0xED) hi = 0x9F;  // surrogates
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;  // overlong
-    if (c == 0xF4) hi = 0x8F;  // above U+10FFFF
-  } else {
-    return 0;
-  }
-  if (at(1) < lo || at(1) > hi) return 0;
-  for (size_t k = 2; k < len; k++) {
-    if (at(k) < 0x80 || at(k) > 0xBF) return 0;
-  }
-  return len;
-}
-
 // Calls emit_valid(piece) for runs of valid UTF-8 and emit_bad(byte) for each invalid byte.
 template <class Valid, class Bad>
 void SplitUtf8(std::string_view s, Valid emit_valid, Bad emit_bad) {
@@ -198,20 +178,6 @@ void SplitUtf8(std::string_view s, Valid emit_valid, Bad emit_bad) {
   }
 }
 
-std::string Format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-std::string Format(const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  va_list ap2;
-  va_copy(ap2, ap);
-  int n = std::vsnprintf(nullptr, 0, fmt, ap);
-  va_end(ap);
-  std::string out(n > 0 ? static_cast<size_t>(n) : 0, '\0');
-  if (n > 0) std::vsnprintf(out.data(), out.size() + 1, fmt, ap2);
-  va_end(ap2);
-  return out;
-}
-
 std::string VersionText(uint32_t v) {
   return std::to_string(v >> 16) + "." + std::to_string(v & 0xFFFF);
 }
@@ -221,31 +187,6 @@ double BucketUpperNs(size_t i) { return std::ldexp(1.0, static_cast<int>(i) + 1)
 
 // ---- JSON ------------------------------------------------------------------------------------
 
-// The library cannot use the tool's helper (tools/cli.h); same rules: always valid JSON, an
-// invalid byte 0xNN becomes \u00NN.
-void AppendJsonString(std::string* out, std::string_view s) {
-  auto escape_byte = [out](unsigned char c) { out->append(Format("\\u%04x", c)); };
-  out->push_back('"');
-  SplitUtf8(
-      s,
-      [&](std::string_view piece) {
-        const unsigned char c = static_cast<unsigned char>(piece[0]);
-        if (piece.size() > 1) {
-          out->append(piece);
-        } else if (c == '"' || c == '\\') {
-          out->push_back('\\');
-          out->push_back(static_cast<char>(c));
-        } else if (c == '\n') {
-          out->append("\\n");
-        } else if (c < 0x20 || c == 0x7F) {
-          escape_byte(c);
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
-      },
-      escape_byte);
-  out->push_back('"');
-}
 
 // Writes a JSON object member by member: Key() puts the comma between members.
 class JsonObject {
