@@ -33,11 +33,6 @@ using comet::Status;
 
 constexpr uint64_t kKiB = 1024, kMiB = 1024 * kKiB;
 
-#define ASSERT_OK(expr)                                        \
-  do {                                                         \
-    const ::comet::Status _s = (expr);                         \
-    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.ToString();    \
-  } while (0)
 #define EXPECT_OK(expr)                                        \
   do {                                                         \
     const ::comet::Status _s = (expr);                         \

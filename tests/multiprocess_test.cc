@@ -53,12 +53,6 @@ using comet_test::FileSize;
 using comet_test::PatchFile;
 using comet_test::ReadAt;
 
-#define ASSERT_OK(expr)                                     \
-  do {                                                      \
-    const ::comet::Status _s = (expr);                      \
-    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.ToString(); \
-  } while (0)
-
 constexpr uint32_t kShards = 8;
 
 // Multi-process mode with small segments (the tests make many shards in many directories) and no

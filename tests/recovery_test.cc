@@ -41,12 +41,6 @@ namespace format = comet::format;
 using comet_test::FileSize;
 using comet_test::ListFilesRecursive;
 
-#define ASSERT_OK(expr)                                        \
-  do {                                                         \
-    const ::comet::Status _s = (expr);                         \
-    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.ToString();    \
-  } while (0)
-
 constexpr uint64_t kKiB = 1024;
 constexpr uint64_t kRecHdr = format::kRecordHeaderSize;
 constexpr uint64_t kSegHdr = format::kSegmentHeaderSize;

@@ -21,6 +21,15 @@
 
 #include <gtest/gtest.h>
 
+#include "comet/status.h"
+
+// Asserts a comet::Status is OK, printing it otherwise.
+#define ASSERT_OK(expr)                                     \
+  do {                                                      \
+    const ::comet::Status _s = (expr);                      \
+    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.ToString(); \
+  } while (0)
+
 namespace comet_test {
 
 namespace fs = std::filesystem;
