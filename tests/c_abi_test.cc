@@ -77,4 +77,28 @@ TEST_F(CAbiTest, WaitTimesOutThenWakesOnAppend) {
   EXPECT_EQ(comet_close(c), COMET_OK);
 }
 
+TEST_F(CAbiTest, ReadOnlyClientWaitsWithoutWritingTheControlRegion) {
+  comet_client* w = Open("single");
+  ASSERT_NE(w, nullptr);
+  const char* stream = "ro:shard:0001";
+  const void* data[] = {"first"};
+  size_t lens[] = {5};
+  ASSERT_EQ(comet_append(w, stream, data, lens, 1, nullptr), COMET_OK);
+  comet_config* cfg = comet_config_new();
+  ASSERT_EQ(comet_config_set(cfg, "open.read_only", "true"), COMET_OK);
+  comet_client* r = nullptr;
+  ASSERT_EQ(comet_open(dir_.c_str(), cfg, &r), COMET_OK) << comet_last_error();
+  comet_config_free(cfg);
+  EXPECT_EQ(comet_wait(r, stream, 0, 0), COMET_OK);
+  EXPECT_EQ(comet_wait(r, stream, 1, 5'000'000), COMET_ERR_TIMEOUT);
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    EXPECT_EQ(comet_append(w, stream, data, lens, 1, nullptr), COMET_OK);
+  });
+  EXPECT_EQ(comet_wait(r, stream, 1, 10'000'000'000), COMET_OK) << comet_last_error();
+  writer.join();
+  EXPECT_EQ(comet_close(r), COMET_OK);
+  EXPECT_EQ(comet_close(w), COMET_OK);
+}
+
 }  // namespace

@@ -834,12 +834,15 @@ Status Shard::WaitFor(uint64_t e, int64_t timeout_ns) {
   }
   if (!slot_) return Status::Timeout(name_ + ": no control region to wait on");
   const int64_t deadline = timeout_ns < 0 ? -1 : env::MonotonicNs() + timeout_ns;
-  slot_->waiters.fetch_add(1, std::memory_order_seq_cst);
+  // A read-only client maps the control region read-only: it cannot announce itself as a
+  // waiter, so writers do not wake it and it re-checks every millisecond instead.
+  const bool announced = !ctx_->read_only;
+  if (announced) slot_->waiters.fetch_add(1, std::memory_order_seq_cst);
   Status st;
   for (;;) {
     uint32_t seq = slot_->futex_seq.load(std::memory_order_seq_cst);
     if (Committed() > e) break;
-    int64_t wait = 10'000'000;  // re-check now and then even if a wake-up were lost
+    int64_t wait = announced ? 10'000'000 : 1'000'000;  // re-check now and then regardless
     if (deadline >= 0) {
       int64_t left = deadline - env::MonotonicNs();
       if (left <= 0) {
@@ -850,7 +853,7 @@ Status Shard::WaitFor(uint64_t e, int64_t timeout_ns) {
     }
     env::FutexWait(&slot_->futex_seq, seq, wait);
   }
-  slot_->waiters.fetch_sub(1, std::memory_order_relaxed);
+  if (announced) slot_->waiters.fetch_sub(1, std::memory_order_relaxed);
   return st;
 }
 
