@@ -6,6 +6,7 @@
 // what was appended, and prints throughput, latency percentiles and the compression ratio.
 #include <errno.h>  // program_invocation_name
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <memory>
@@ -272,6 +273,9 @@ int RunDemo(std::span<char* const> argv) {
   if (!PrintDemoReport(*result, *cfg)) {
     std::printf("\nFAILED: the log in %s does not hold what was appended\n", o->dir.c_str());
     return kExitFail;
+  }
+  if (Status s = PreforkPhase(o->dir, *cfg, 2, std::max<uint64_t>(o->lines / 20, 1000)); !s.ok()) {
+    return Fail(s);
   }
   const char* self = program_invocation_name;  // as typed, e.g. build/bin/comet
   std::printf("\nok: the demo log is in %s; try\n"

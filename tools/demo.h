@@ -82,4 +82,8 @@ std::string SizeLabel(uint64_t bytes);
 // Prints the report of a run; returns whether every shard read back what was appended.
 bool PrintDemoReport(const DemoResult& r, const Config& cfg);
 
+// Reopens `dir` in multi-process mode, forks `workers` appending `lines` each through the
+// client they inherited, measures a blocked reader process's wake-up, and prints the figures.
+Status PreforkPhase(const std::string& dir, const Config& base, int workers, uint64_t lines);
+
 }  // namespace comet::cli
