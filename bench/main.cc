@@ -1,0 +1,414 @@
+// comet_bench: runs the Google Benchmark suites (all Google Benchmark flags work, e.g.
+// --benchmark_filter=Append; every benchmark runs COMET_BENCH_REPS times, default 3, and the
+// figures are medians; COMET_BENCH_REPS=1 for a quick pass), then prints the headline figures as
+// one markdown table and writes it to build/bench/results.md (next to the binary's build/bin/;
+// COMET_BENCH_RESULTS overrides the path). COMET_BENCH_SLOW=1 prints the entry numbers of
+// single appends that took 1 ms or more.
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common.h"
+
+namespace comet_bench {
+namespace {
+
+std::string Fmt(const char* f, double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, f, v);
+  return b;
+}
+
+std::string FmtNs(double ns) {
+  if (ns < 1000) return Fmt("%.0f ns", ns);
+  if (ns < 1e6) return Fmt("%.2f µs", ns / 1e3);
+  if (ns < 1e9) return Fmt("%.2f ms", ns / 1e6);
+  return Fmt("%.2f s", ns / 1e9);
+}
+
+std::string FmtRate(double per_s) {
+  if (per_s >= 1e6) return Fmt("%.1f M/s", per_s / 1e6);
+  if (per_s >= 1e3) return Fmt("%.1f k/s", per_s / 1e3);
+  return Fmt("%.0f /s", per_s);
+}
+
+enum class Kind { kLatency, kRate };
+
+struct Value {
+  std::optional<double> v;
+  double lo = 0, hi = 0;  // range over repetitions, when more than one
+  int runs = 0;
+};
+
+Value Fig(const std::string& key) {
+  const Figure* f = GetFigure(key);
+  if (!f) return {};
+  return {f->value, f->lo, f->hi, f->runs};
+}
+Value Fixed(double v) { return {v, 0, 0, 0}; }
+
+struct Row {
+  std::string figure;
+  Kind kind;
+  Value comet;
+  std::optional<double> target;  // latency: at most; rate: at least
+  Value baseline;
+  std::string baseline_name;
+};
+
+std::string FmtValue(Kind k, double v) { return k == Kind::kLatency ? FmtNs(v) : FmtRate(v); }
+
+// "lo–hi" in the unit FmtValue picks for `ref`, without the unit.
+std::string FmtRange(Kind k, double ref, double lo, double hi) {
+  double scale = 1;
+  const char* f = "%.0f";
+  if (k == Kind::kLatency) {
+    if (ref >= 1e9)
+      scale = 1e9, f = "%.2f";
+    else if (ref >= 1e6)
+      scale = 1e6, f = "%.2f";
+    else if (ref >= 1000)
+      scale = 1e3, f = "%.2f";
+  } else {
+    if (ref >= 1e6)
+      scale = 1e6, f = "%.1f";
+    else if (ref >= 1e3)
+      scale = 1e3, f = "%.1f";
+  }
+  return Fmt(f, lo / scale) + "–" + Fmt(f, hi / scale);
+}
+
+std::string TargetCell(const Row& r) {
+  if (!r.target) return "—";
+  double t = *r.target;
+  std::string s = (r.kind == Kind::kLatency ? "≤ " : "≥ ") + FmtValue(r.kind, t);
+  if (!r.comet.v) return s;
+  double c = *r.comet.v;
+  if (r.kind == Kind::kLatency) {
+    if (c <= t) return s + " ✓";
+    return s + " ✗ (" + Fmt("%.0f%%", (c / t - 1) * 100) + " over)";
+  }
+  if (c >= t) return s + " ✓";
+  return s + " ✗ (" + Fmt("%.0f%%", (1 - c / t) * 100) + " short)";
+}
+
+std::string RatioCell(const Row& r) {
+  if (!r.comet.v || !r.baseline.v || *r.comet.v <= 0 || *r.baseline.v <= 0) return "—";
+  double ratio = r.kind == Kind::kLatency ? *r.baseline.v / *r.comet.v : *r.comet.v / *r.baseline.v;
+  return Fmt(ratio >= 10 ? "%.0f×" : "%.2f×", ratio);
+}
+
+std::string ReadFirstLine(const std::string& path, const std::string& key) {
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key, 0) == 0) {
+      auto c = line.find(':');
+      if (c == std::string::npos) continue;
+      std::string v = line.substr(c + 1);
+      v.erase(0, v.find_first_not_of(" \t"));
+      return v;
+    }
+  }
+  return "unknown";
+}
+
+std::string MachineLine() {
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  std::string model = ReadFirstLine("/proc/cpuinfo", "model name");
+  std::string mhz = ReadFirstLine("/proc/cpuinfo", "cpu MHz");
+  utsname u{};
+  uname(&u);
+  std::ifstream cs("/sys/devices/system/clocksource/clocksource0/current_clocksource");
+  std::string clocksource;
+  std::getline(cs, clocksource);
+  char date[64];
+  std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+  std::ostringstream o;
+  o << "Machine: " << ncpu << " CPU (nproc), " << model << " @ " << mhz << " MHz, Linux "
+    << u.release << ", clocksource " << clocksource << "; " << date << ".";
+  return o.str();
+}
+
+// How busy the machine was around us: /proc/stat against our own rusage.
+struct CpuSample {
+  double busy = 0, steal = 0, total = 0;  // seconds, all CPUs, from /proc/stat
+  double self = 0;                        // this process's user+sys seconds
+  double wall = 0;
+  std::string loadavg;
+};
+
+CpuSample SampleCpu() {
+  CpuSample c;
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  uint64_t v[10] = {};
+  in >> cpu;
+  for (auto& x : v) in >> x;
+  const double hz = double(sysconf(_SC_CLK_TCK));
+  // user nice system idle iowait irq softirq steal guest guest_nice
+  c.busy = double(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / hz;
+  c.steal = double(v[7]) / hz;
+  c.total = double(v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7]) / hz;
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  c.self = double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  c.wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  std::ifstream la("/proc/loadavg");
+  std::string a, b, d;
+  la >> a >> b >> d;
+  c.loadavg = a + " " + b + " " + d;
+  return c;
+}
+
+std::string LoadLine(const CpuSample& s, const CpuSample& e) {
+  double wall = e.wall - s.wall, self = e.self - s.self, busy = e.busy - s.busy;
+  double total = e.total - s.total, steal = e.steal - s.steal;
+  double others = std::max(0.0, busy - steal - self);
+  std::ostringstream o;
+  o << "Load: this run took " << Fmt("%.1f", wall) << " s wall and " << Fmt("%.1f", self)
+    << " CPU-s; other processes and kernel threads (writeback for our files included) used "
+    << Fmt("%.1f", others) << " CPU-s (" << Fmt("%.0f", total > 0 ? 100 * others / total : 0)
+    << "% of all CPUs), steal " << Fmt("%.1f", total > 0 ? 100 * steal / total : 0) << "%; loadavg "
+    << s.loadavg << " at start, " << e.loadavg << " at end.";
+  return o.str();
+}
+
+std::string BuildTable(const std::string& filter, const std::string& load_line, int reps) {
+  const double kGoSingleNs = 1700, kGoBatch = 12.6e6;
+  std::vector<Row> rows;
+  auto lat = [&](std::string figure, std::string key, std::optional<double> target,
+                 std::string base_key, std::string base_name) {
+    rows.push_back(
+        {std::move(figure), Kind::kLatency, Fig(key), target, Fig(base_key), std::move(base_name)});
+  };
+  auto rate = [&](std::string figure, std::string key, std::optional<double> target,
+                  std::string base_key, std::string base_name) {
+    rows.push_back(
+        {std::move(figure), Kind::kRate, Fig(key), target, Fig(base_key), std::move(base_name)});
+  };
+
+  for (std::string mode : {"none", "interval"}) {
+    std::string k = "append.single.handle." + mode;
+    lat("single append 100 B p50 (handle, sync " + mode + ")", k + ".p50", 100, "write2.single.p50",
+        "write(2) p50");
+    lat("single append 100 B p99 (handle, sync " + mode + ")", k + ".p99", std::nullopt,
+        "write2.single.p99", "write(2) p99");
+    lat("single append 100 B p99.9 (handle, sync " + mode + ")", k + ".p999", 5000,
+        "write2.single.p999", "write(2) p99.9");
+    lat("single append 100 B max (handle, sync " + mode + ")", k + ".max", std::nullopt,
+        "write2.single.max", "write(2) max");
+  }
+  for (std::string mode : {"none", "interval"}) {
+    std::string k = "append.single.name." + mode;
+    lat("single append 100 B p50 (name, sync " + mode + ")", k + ".p50", 100, "write2.single.p50",
+        "write(2) p50");
+    lat("single append 100 B p99.9 (name, sync " + mode + ")", k + ".p999", 5000,
+        "write2.single.p999", "write(2) p99.9");
+  }
+  rows.push_back({"single append 100 B mean, no timer (handle, none)", Kind::kLatency,
+                  Fig("append.single_untimed.handle.none.mean_ns"), std::nullopt,
+                  Fixed(kGoSingleNs), "Go original, Apple M2"});
+  lat("single append 100 B mean vs its floor", "append.single_untimed.handle.none.mean_ns",
+      std::nullopt, "floor.record.mean_ns", "clock+header+memcpy+CRC32C");
+
+  for (int b : {10, 100, 1000}) {
+    std::string bs = std::to_string(b);
+    rate("batched append, batch " + bs + " (sync none)", "append.batch" + bs + ".none.items_per_s",
+         20e6, "write2.batch" + bs + ".items_per_s", "writev(2) of " + bs + " × 100 B");
+  }
+  rate("batched append, batch 100 (sync interval)", "append.batch100.interval.items_per_s", 20e6,
+       "write2.batch100.items_per_s", "writev(2) of 100 × 100 B");
+  {
+    std::optional<double> best;
+    for (int b : {10, 100, 1000}) {
+      const Figure* f = GetFigure("append.batch" + std::to_string(b) + ".none.items_per_s");
+      if (f && (!best || f->value > *best)) best = f->value;
+    }
+    rows.push_back({"batched append, best batch (sync none)", Kind::kRate, Value{best, 0, 0, 0},
+                    20e6, Fixed(kGoBatch), "Go original, Apple M2"});
+  }
+  for (int s : {1, 4, 64}) {
+    std::string ss = std::to_string(s);
+    rate(ss + " shard" + (s > 1 ? "s" : "") + ", round robin, batch 100 (sync none)",
+         "append.shards" + ss + ".items_per_s", std::nullopt,
+         s == 1 ? "write2.batch100.items_per_s" : "append.shards1.items_per_s",
+         s == 1 ? "writev(2) of 100 × 100 B" : "Comet, 1 shard");
+  }
+  rate("sequential read, Iterator (2M × 100 B)", "read.seq.items_per_s", 50e6,
+       "readfile.seq.items_per_s", "read(2) 1 MiB + CRC32C per record");
+  lat("random read by id, mean (handle)", "read.random.handle.mean_ns", std::nullopt,
+      "pread.random.mean_ns", "pread(2) 116 B");
+  lat("random read by id, mean (name)", "read.random.name.mean_ns", std::nullopt,
+      "pread.random.mean_ns", "pread(2) 116 B");
+
+  std::ostringstream o;
+  o << "| figure | Comet | target | baseline | ratio |\n";
+  o << "| --- | ---: | --- | --- | ---: |\n";
+  for (const Row& r : rows) {
+    // A filtered run shows only what it measured; a full run shows failures as n/a.
+    if (!r.comet.v && !filter.empty()) continue;
+    std::string comet = r.comet.v ? FmtValue(r.kind, *r.comet.v) : "n/a";
+    if (r.comet.v && r.comet.runs > 1)
+      comet += " (" + FmtRange(r.kind, *r.comet.v, r.comet.lo, r.comet.hi) + ")";
+    std::string base = r.baseline.v ? FmtValue(r.kind, *r.baseline.v) + " " + r.baseline_name
+                                    : "n/a (" + r.baseline_name + ")";
+    o << "| " << r.figure << " | " << comet << " | " << TargetCell(r) << " | " << base << " | "
+      << RatioCell(r) << " |\n";
+  }
+  // Baselines on their own.
+  auto base_row = [&](const std::string& figure, Kind k, const std::string& key) {
+    const Figure* f = GetFigure(key);
+    if (!f && !filter.empty()) return;
+    o << "| " << figure << " | — | — | " << (f ? FmtValue(k, f->value) : "n/a") << " | — |\n";
+  };
+  base_row("baseline: write(2) 100 B O_APPEND p50", Kind::kLatency, "write2.single.p50");
+  base_row("baseline: write(2) 100 B O_APPEND p99.9", Kind::kLatency, "write2.single.p999");
+  base_row("floor: memcpy 100 B into a faulted buffer", Kind::kLatency, "floor.memcpy.mean_ns");
+  base_row("floor: CRC32C of 100 B (SSE4.2)", Kind::kLatency, "floor.crc.mean_ns");
+  base_row("floor: clock_gettime(CLOCK_REALTIME)", Kind::kLatency, "floor.clock.mean_ns");
+  base_row("floor: one 116 B record (clock+header+memcpy+CRC)", Kind::kLatency,
+           "floor.record.mean_ns");
+
+  // Diagnostics: what the appending thread went through in each timed loop.
+  std::vector<std::pair<std::string, std::string>> diag = {
+      {"append.single.handle.none", "single/handle/none"},
+      {"append.single.handle.interval", "single/handle/interval"},
+      {"append.single.name.none", "single/name/none"},
+      {"append.single.name.interval", "single/name/interval"},
+      {"append.single_untimed.handle.none", "single untimed/handle/none"},
+      {"append.batch10.none", "batch 10/none"},
+      {"append.batch100.none", "batch 100/none"},
+      {"append.batch1000.none", "batch 1000/none"},
+      {"append.batch100.interval", "batch 100/interval"},
+      {"append.shards1", "1 shard"},
+      {"append.shards4", "4 shards"},
+      {"append.shards64", "64 shards"}};
+  bool header = false;
+  for (const auto& [key, label] : diag) {
+    const Figure* f = GetFigure(key + ".faults_per_M");
+    if (!f) continue;
+    if (!header) {
+      o << "\n| appending thread, timed loop | page faults /M entries | CPU in kernel | "
+           "blocked (vol. cs) /M | preempted (invol. cs) /M | calls > 1 µs | calls > 10 µs | "
+           "calls > 1 ms | TLB-shootdown IPIs /M | library syncs /s | rotations |\n";
+      o << "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+      header = true;
+    }
+    auto num = [&](const std::string& k, const char* fmt, double scale) -> std::string {
+      const Figure* g = GetFigure(k);
+      return g ? Fmt(fmt, g->value * scale) : "—";
+    };
+    o << "| " << label << " | " << num(key + ".faults_per_M", "%.0f", 1) << " | "
+      << num(key + ".sys_frac", "%.0f%%", 100) << " | " << num(key + ".vcsw_per_M", "%.0f", 1)
+      << " | " << num(key + ".ivcsw_per_M", "%.0f", 1) << " | "
+      << num(key + ".over_1us", "%.3f%%", 100) << " | " << num(key + ".over_10us", "%.4f%%", 100)
+      << " | " << num(key + ".over_1ms", "%.0f", 1) << " | " << num(key + ".tlb_per_M", "%.0f", 1)
+      << " | " << num(key + ".syncs_per_s", "%.0f", 1) << " | "
+      << num(key + ".rotations", "%.0f", 1) << " |\n";
+  }
+  if (header)
+    o << "\n(A 100-byte entry fills a 4 KiB page every ~35 entries: 28,000 faults /M means the "
+         "writer faulted every page itself.)\n";
+
+  o << "\nRatio: how many times better Comet is than the baseline (latency: baseline/Comet; "
+       "throughput: Comet/baseline); above 1 means Comet is faster.\n";
+  o << "Latency percentiles come from a log-linear histogram (exact below 1 µs, ≤ 1.6% above) of "
+       "every call of the timed run; each sample includes the timer: "
+    << Clock::Describe() << " (not subtracted).\n";
+  o << MachineLine() << "\n";
+  o << load_line << "\n";
+  o << "Caveat: "
+    << (reps > 1 ? "figures are medians of " + std::to_string(reps) +
+                       " repetitions (the Comet column gives their range in brackets), "
+                       "from one invocation"
+                 : std::string("one run"))
+    << " on a shared 2-vCPU VM (noisy neighbours, no CPU pinning; the library's pre-fault and "
+       "sync threads share the 2 cores with the benchmark); treat differences under ~10-20% as "
+       "noise.\n";
+  if (!filter.empty()) o << "Filtered run: --benchmark_filter=" << filter << "\n";
+  for (const auto& [k, v] : Notes()) o << "Note (" << k << "): " << v << "\n";
+  return o.str();
+}
+
+std::string ResultsPath() {
+  if (const char* p = std::getenv("COMET_BENCH_RESULTS"); p && *p) return p;
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  // build/bin/comet_bench -> build/bench/results.md; elsewhere, relative to the cwd.
+  if (ec || exe.parent_path().filename() != "bin") return "build/bench/results.md";
+  return (exe.parent_path().parent_path() / "bench" / "results.md").string();
+}
+
+}  // namespace
+}  // namespace comet_bench
+
+int main(int argc, char** argv) {
+  using namespace comet_bench;
+  std::vector<char*> args(argv, argv + argc);
+  args.push_back(nullptr);
+  int nargs = argc;
+
+  // With a machine-readable format on stdout, the table goes to stderr.
+  bool table_to_stderr = false;
+  std::string filter;
+  int reps = 1;
+  for (int i = 1; i < nargs; i++) {
+    std::string a = args[i];
+    if (a.rfind("--benchmark_filter=", 0) == 0) filter = a.substr(19);
+    if (a.rfind("--benchmark_repetitions=", 0) == 0) reps = std::max(1, std::atoi(a.c_str() + 24));
+    if (a.rfind("--benchmark_format=", 0) == 0) table_to_stderr = a != "--benchmark_format=console";
+  }
+
+  RemoveStaleTempDirs();
+  Clock::Init();
+  const int passes = Reps();
+  for (int k = 1; k <= passes; k++) {
+    RepSuffix() = passes > 1 ? "/rep:" + std::to_string(k) : "";
+    RegisterBaselineBenchmarks();
+    RegisterAppendBenchmarks();
+    RegisterReadBenchmarks();
+  }
+
+  benchmark::Initialize(&nargs, args.data());
+  if (benchmark::ReportUnrecognizedArguments(nargs, args.data())) return 1;
+  CpuSample before = SampleCpu();
+  benchmark::RunSpecifiedBenchmarks();
+  CpuSample after = SampleCpu();
+  for (auto& c : Cleanups()) c();
+  Cleanups().clear();
+
+  if (AnyFigures()) {
+    std::string table = BuildTable(filter, LoadLine(before, after), reps * passes);
+    (table_to_stderr ? std::cerr : std::cout) << "\n" << table << std::flush;
+    std::string path = ResultsPath();
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+    std::ofstream out(path);
+    if (out) {
+      out << "# Comet benchmark results\n\n" << table;
+      std::cerr << "results written to " << path << "\n";
+    } else {
+      std::cerr << "could not write " << path << "\n";
+    }
+  }
+  benchmark::Shutdown();
+  return 0;
+}
