@@ -44,6 +44,9 @@ class Wakeup {
   std::atomic<uint32_t> sleeping_{0};
 };
 
+// Appends are timed one call in this many per thread; each timed call counts for all of them.
+inline constexpr uint32_t kAppendSample = 16;
+
 // What every shard of a client shares.
 struct ShardContext {
   Config cfg;
@@ -55,14 +58,15 @@ struct ShardContext {
   Wakeup* syncer = nullptr;
   // This process's latency histograms in the control region (null for read-only clients).
   std::atomic<format::ProcessMetrics*> metrics{nullptr};
-  void Record(format::MetricOp op, uint64_t ns) const {
+  // Adds one timed operation that stands for `weight` operations (sampled timing).
+  void Record(format::MetricOp op, uint64_t ns, uint64_t weight = 1) const {
     format::ProcessMetrics* m = metrics.load(std::memory_order_relaxed);
     if (!m) return;
     format::OpMetrics& o = m->ops[op];
     unsigned b = ns == 0 ? 0 : 63 - static_cast<unsigned>(__builtin_clzll(ns));
-    o.buckets[b].fetch_add(1, std::memory_order_relaxed);
-    o.count.fetch_add(1, std::memory_order_relaxed);
-    o.sum_ns.fetch_add(ns, std::memory_order_relaxed);
+    o.buckets[b].fetch_add(weight, std::memory_order_relaxed);
+    o.count.fetch_add(weight, std::memory_order_relaxed);
+    o.sum_ns.fetch_add(ns * weight, std::memory_order_relaxed);
   }
 };
 
