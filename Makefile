@@ -74,15 +74,15 @@ deps:
 
 # Tests run one binary; COMET_TEST_BIN lets process tests re-execute the tools.
 test: deps
-	$(Q)$(MAKE) --no-print-directory tests
+	$(Q)$(MAKE) --no-print-directory -j$$(nproc) tests
 	$(Q)COMET_BIN=$(abspath $(BUILD)/bin/comet) $(BUILD)/bin/comet_tests $(GTEST_ARGS)
 
 run: deps
-	$(Q)$(MAKE) --no-print-directory tools
+	$(Q)$(MAKE) --no-print-directory -j$$(nproc) tools
 	$(Q)$(BUILD)/bin/comet demo $${COMET_DIR:-$(BUILD)/demo}
 
 bench: deps
-	$(Q)$(MAKE) --no-print-directory benches
+	$(Q)$(MAKE) --no-print-directory -j$$(nproc) benches
 	$(Q)$(BUILD)/bin/comet_bench $(BENCH_ARGS)
 
 clean:
