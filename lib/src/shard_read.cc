@@ -1,0 +1,245 @@
+// The read path: locating an entry, checking it, and the inspection of a shard.
+#include "shard.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "compress.h"
+#include "control.h"
+#include "env.h"
+
+namespace comet::internal {
+
+using namespace format;
+
+// ---- read path -------------------------------------------------------------------------------
+
+Status Shard::Locate(uint64_t e, std::shared_ptr<Segment>* seg, uint64_t* resume) {
+  for (int attempt = 0;; attempt++) {
+    // A follower's list may predate segments its writer created since: look once more.
+    const bool follower = !writer_.load(std::memory_order_acquire);
+    bool look_again = false;
+    {
+      std::shared_lock lk(list_mu_);
+      auto it = std::upper_bound(segments_.begin(), segments_.end(), e,
+                                 [](uint64_t v, const std::shared_ptr<Segment>& s) {
+                                   return v < s->base();
+                                 });
+      if (it == segments_.begin()) {
+        if (!(follower && attempt == 0)) {
+          if (resume) *resume = segments_.empty() ? Committed() : segments_.front()->base();
+          return Status::NotFound(name_ + ": entry " + std::to_string(e) +
+                                  " is before the first stored entry");
+        }
+        look_again = true;
+      } else {
+        const std::shared_ptr<Segment>& s = *(it - 1);
+        if (follower) s->RefreshSeal();
+        const uint64_t count = s->sealed_count();
+        if (count == kNotSealed || e < s->base() + count) {
+          *seg = s;
+          return Status::Ok();
+        }
+        if (it != segments_.end()) {
+          if (resume) *resume = (*it)->base();
+          return Status::NotFound(name_ + ": entry " + std::to_string(e) +
+                                  " is in a gap: entries " + std::to_string(s->base() + count) +
+                                  ".." + std::to_string((*it)->base() - 1) +
+                                  " are missing (their segment file is gone)");
+        }
+        look_again = follower && attempt == 0;
+      }
+    }
+    if (!look_again) break;
+    if (Status st = Refresh(); !st.ok()) return st;
+  }
+  if (resume) *resume = e;
+  return Status::NotFound(name_ + ": entry " + std::to_string(e) + " does not exist yet");
+}
+
+Status Shard::EnsureReady(const std::shared_ptr<Segment>& seg) {
+  if (seg->state() != Segment::kUnindexed) return Status::Ok();
+  std::lock_guard lk(seg->scan_mutex());
+  if (seg->state() != Segment::kUnindexed) return Status::Ok();
+  ScanHints hints;
+  uint64_t limit = seg->map_len();
+  if (seg->sealed()) {
+    hints.expected_count = seg->sealed_count();
+    limit = seg->data_end();
+  } else if (slot_ && slot_->active_base.load(std::memory_order_acquire) == seg->base()) {
+    hints.acknowledged_end = slot_->committed_offset.load(std::memory_order_acquire);
+  }
+  ScanResult r = seg->Scan(limit, hints);
+  CountCorrupt(r.bad.size());
+  seg->AdoptScan(&r);
+  return Status::Ok();
+}
+
+Status Shard::ScanFully(const std::shared_ptr<Segment>& seg) {
+  std::lock_guard lk(seg->scan_mutex());
+  if (seg->state() == Segment::kTrusted) return Status::Ok();
+  ScanHints hints;
+  uint64_t limit = seg->map_len();
+  if (seg->sealed()) {
+    hints.expected_count = seg->sealed_count();
+    limit = seg->data_end();
+  }
+  ScanResult r = seg->Scan(limit, hints);
+  CountCorrupt(r.bad.size());
+  seg->AdoptScan(&r);
+  return Status::Ok();
+}
+
+Status Shard::ReadAt(const std::shared_ptr<Segment>& seg, uint64_t e, uint64_t* off, Entry* out) {
+  if (Status st = EnsureReady(seg); !st.ok()) return st;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    const Segment::State state = seg->state();
+    auto where = [&](uint64_t o) {
+      return name_ + ": entry " + std::to_string(e) + " at offset " + std::to_string(o) +
+             " of segment " + seg->rel();
+    };
+    if (state == Segment::kTrusted && seg->IsBad(e)) {
+      *off = Segment::kBadOffset;
+      return Status::Corrupt(name_ + ": entry " + std::to_string(e) + " in segment " + seg->rel() +
+                             " failed its CRC; it is not returned");
+    }
+    uint64_t o = (*off != Segment::kBadOffset && !seg->damaged()) ? *off : seg->OffsetOf(e);
+    const uint64_t limit = ReadLimit(*seg);
+    const bool check = state != Segment::kTrusted || ctx_->read_only;
+    bool good = o != Segment::kBadOffset &&
+                (check ? seg->CheckRecord(o, limit) : o + kRecordHeaderSize <= limit);
+    if (!good) {
+      *off = Segment::kBadOffset;
+      if (state != Segment::kTrusted) {
+        (void)ScanFully(seg);
+        continue;
+      }
+      CountCorrupt(1);
+      return Status::Corrupt(where(o) + " fails its CRC; it is not returned");
+    }
+    const char* p = seg->rmap() + o;
+    const uint32_t sf = load32(p + rec::kSizeFlags);
+    const uint32_t size = sf & kSizeMask;
+    out->id = EntryId{prefix_id_, shard_, e};
+    out->timestamp_ns = static_cast<int64_t>(load64(p + rec::kTimestamp));
+    out->stored_size = size;
+    out->compressed = (sf & kFlagZstd) != 0;
+    out->segment_ = seg;
+    if (out->compressed) {
+      Status st = Decompress(p + kRecordHeaderSize, size, kMaxStoredSize, &out->buffer_, where(o));
+      if (!st.ok()) {
+        *off = o + kRecordHeaderSize + size;
+        out->data = {};
+        return st;
+      }
+      out->data = out->buffer_;
+    } else {
+      out->data = std::string_view(p + kRecordHeaderSize, size);
+    }
+    *off = o + kRecordHeaderSize + size;
+    return Status::Ok();
+  }
+  return Status::Corrupt(name_ + ": entry " + std::to_string(e) + " in segment " + seg->rel() +
+                         " cannot be located");
+}
+
+Status Shard::Read(uint64_t e, Entry* out) {
+  uint64_t c = Committed();
+  if (e >= c) {
+    return Status::NotFound(name_ + ": entry " + std::to_string(e) +
+                            " does not exist (next entry is " + std::to_string(c) + ")");
+  }
+  std::shared_ptr<Segment> seg;
+  if (Status st = Locate(e, &seg, nullptr); !st.ok()) return st;
+  uint64_t off = Segment::kBadOffset;
+  return ReadAt(seg, e, &off, out);
+}
+
+// ---- inspection ------------------------------------------------------------------------------
+
+Status Shard::Inspect(StreamInfo* info) {
+  info->name = name_;
+  const uint64_t c = Committed();
+  info->next_entry = c;
+  if (!writer_.load(std::memory_order_acquire)) (void)Refresh();
+  std::shared_lock lk(list_mu_);
+  info->first = EntryId{prefix_id_, shard_, segments_.empty() ? c : segments_.front()->base()};
+  for (const auto& s : segments_) {
+    if (!writer_.load(std::memory_order_acquire)) s->RefreshSeal();
+    SegmentInfo si;
+    si.file = s->rel();
+    si.base_entry = s->base();
+    si.created_ns = s->header().created_ns;
+    si.sealed = s->sealed();
+    if (si.sealed) {
+      si.entries = s->sealed_count();
+      si.bytes = s->data_end() - kSegmentHeaderSize;
+    } else {
+      si.entries = c > s->base() ? c - s->base() : 0;
+      uint64_t end = slot_ && slot_->active_base.load(std::memory_order_relaxed) == s->base()
+                         ? slot_->committed_offset.load(std::memory_order_relaxed)
+                         : s->data_end();
+      si.bytes = end > kSegmentHeaderSize ? end - kSegmentHeaderSize : 0;
+    }
+    info->segments.push_back(si);
+  }
+  info->gaps = gaps_;
+  info->corrupt_records = corrupt_.load(std::memory_order_relaxed);
+  return Status::Ok();
+}
+
+uint64_t Shard::Verify(std::vector<std::string>* problems) {
+  // The committed count first: a writer seals a segment before it publishes any entry of the
+  // next, so every unsealed segment seen after this load holds entries below c only.
+  const uint64_t c = Committed();
+  if (!writer_.load(std::memory_order_acquire)) (void)Refresh();
+  std::vector<std::shared_ptr<Segment>> segs;
+  {
+    std::shared_lock lk(list_mu_);
+    segs = segments_;
+  }
+  uint64_t bad = 0;
+  for (auto& s : segs) {
+    if (!writer_.load(std::memory_order_acquire)) s->RefreshSeal();
+    (void)EnsureReady(s);
+    ScanHints hints;
+    uint64_t limit;
+    if (s->sealed()) {
+      hints.expected_count = s->sealed_count();
+      limit = s->data_end();
+    } else {
+      hints.expected_count = c > s->base() ? c - s->base() : 0;
+      limit = s->map_len();
+    }
+    ScanResult r = s->Scan(limit, hints);
+    if (r.count < hints.expected_count) {
+      problems->push_back("segment " + s->rel() + ": holds " + std::to_string(r.count) +
+                          " readable entries, " + std::to_string(hints.expected_count) +
+                          " expected");
+      bad += hints.expected_count - r.count;
+    }
+    for (auto& p : r.problems) problems->push_back(p);
+    bad += r.bad.size();
+  }
+  return bad;
+}
+
+void Shard::AddStats(Stats* s) const {
+  s->streams++;
+  {
+    std::shared_lock lk(list_mu_);
+    s->segments += segments_.size();
+  }
+  s->corrupt_records += corrupt_.load(std::memory_order_relaxed);
+  s->torn_tails += torn_.load(std::memory_order_relaxed);
+  if (!slot_) return;
+  s->appended_entries += slot_->appended_entries.load(std::memory_order_relaxed);
+  s->appended_bytes += slot_->appended_bytes.load(std::memory_order_relaxed);
+  s->stored_bytes += slot_->stored_bytes.load(std::memory_order_relaxed);
+  s->compressed_entries += slot_->compressed_entries.load(std::memory_order_relaxed);
+  s->rotations += slot_->rotations.load(std::memory_order_relaxed);
+  s->syncs += slot_->syncs.load(std::memory_order_relaxed);
+  s->failed_appends += slot_->failed_appends.load(std::memory_order_relaxed);
+}
+
+}  // namespace comet::internal

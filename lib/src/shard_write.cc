@@ -1,0 +1,395 @@
+// The write path, rotation, group commit and the background work that keeps the hot path free
+// of system calls.
+#include "shard.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "clock.h"
+#include "compress.h"
+#include "control.h"
+#include "env.h"
+
+namespace comet::internal {
+
+using namespace format;
+
+namespace {
+
+// Counters in the control region have one writer (the shard's owner, under its lock), so a
+// plain load+store is enough and costs no locked instruction.
+inline void Bump(std::atomic<uint64_t>& c, uint64_t n) {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+// ---- write path ------------------------------------------------------------------------------
+
+Result<std::shared_ptr<Segment>> Shard::NewSegment(uint64_t base, uint64_t capacity) {
+  const Config& cfg = ctx_->cfg;
+  if (Status st = EnsureDir(); !st.ok()) return st;
+  std::shared_ptr<Segment> seg;
+  if (capacity == cfg.storage.max_segment_bytes) {
+    std::lock_guard lk(spare_mu_);
+    seg = std::move(spare_);
+  }
+  if (!seg) {
+    const std::string tmp = TempName("fresh");
+    Result<std::shared_ptr<Segment>> r =
+        Segment::Create(env::Join(dir_, tmp), rel_dir_ + "/" + tmp,
+                        cfg.index.interval, capacity, cfg.storage.prefault_bytes);
+    if (!r.ok()) return Status(r.status().code(), name_ + ": new segment: " + r.status().message());
+    seg = std::move(*r);
+  }
+  SegmentHeader h;
+  h.prefix_id = prefix_id_;
+  h.shard = shard_;
+  h.prefix = prefix_;
+  h.base_entry = base;
+  h.created_ns = env::NowNs();
+  if (Status st = seg->Activate(&h, SegmentPath(base, "seg"), SegmentRel(base, "seg")); !st.ok()) {
+    (void)env::Unlink(seg->path());
+    return st;
+  }
+  return seg;
+}
+
+// REQUIRES: write_mu_ held.
+void Shard::Rotate(std::shared_ptr<Segment> next) {
+  std::shared_ptr<Segment> old = active_;
+  bool drop_old = false;
+  if (old) {
+    uint64_t count = next_entry_ - old->base();
+    drop_old = count == 0;  // an empty segment replaced by one for an oversized entry
+    old->Seal(count, write_off_);
+  }
+  {
+    std::unique_lock lk(list_mu_);
+    if (drop_old) segments_.pop_back();
+    segments_.push_back(next);
+  }
+  active_ = next;
+  write_off_ = kSegmentHeaderSize;
+  until_node_ = 0;
+  if (old) Bump(slot_->rotations, 1);
+  {
+    std::lock_guard lk(sync_mu_);
+    if (old && !drop_old) unsynced_.push_back(old);
+    sync_active_ = next;
+    dir_dirty_ = true;
+  }
+  if (old && !drop_old) {
+    std::lock_guard lk(finish_mu_);
+    to_finish_.push_back(old);
+  }
+  ctx_->maintainer->Notify();
+}
+
+Status Shard::NotOwner() const {
+  uint64_t owner = slot_ ? slot_->owner.load(std::memory_order_acquire) : 0;
+  std::string who = "no process";
+  if (owner != 0 && ctx_->control) {
+    uint32_t slot = static_cast<uint32_t>(owner >> 32) - 1;
+    if (slot < ctx_->control->max_processes()) {
+      who = "process slot " + std::to_string(slot) + " (pid " +
+            std::to_string(ctx_->control->process(slot)->pid.load(std::memory_order_relaxed)) + ")";
+    }
+  }
+  return Status::NotOwner(name_ + " is written by " + who +
+                          ", not this process; route keys with PickStream to shards it owns");
+}
+
+Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
+  const Config& cfg = ctx_->cfg;
+  if (ctx_->read_only) return Status::Invalid("client is read-only; cannot append to " + name_);
+  if (!writer_.load(std::memory_order_acquire)) {
+    return closed_ ? Status::Closed("client is closed; cannot append to " + name_) : NotOwner();
+  }
+  const size_t n = entries.size();
+  if (n == 0) return Status::Ok();
+
+  // Outside the lock: size checks, compression, CRCs.
+  thread_local std::vector<PreparedRecord> recs;
+  thread_local std::vector<std::string> bufs;
+  recs.resize(n);
+  const int64_t ts = env::NowNs();
+  size_t used_bufs = 0;
+  for (size_t i = 0; i < n; i++) {
+    std::string_view e = entries[i];
+    if (e.size() > cfg.storage.max_entry_bytes) {
+      return Status::TooLarge(name_ + ": entry " + std::to_string(i) + " of the batch is " +
+                              std::to_string(e.size()) + " bytes; storage.max_entry_bytes is " +
+                              std::to_string(cfg.storage.max_entry_bytes));
+    }
+    const char* p = e.data();
+    uint32_t sf = static_cast<uint32_t>(e.size());
+    if (cfg.compression.min_bytes > 0 && e.size() >= cfg.compression.min_bytes) {
+      if (bufs.size() <= used_bufs) bufs.emplace_back();
+      if (Compress(e, cfg.compression.level, &bufs[used_bufs])) {
+        p = bufs[used_bufs].data();
+        sf = static_cast<uint32_t>(bufs[used_bufs].size()) | kFlagZstd;
+        used_bufs++;
+      }
+    }
+    recs[i] = PreparedRecord{p, sf, RecordCrc(p, sf, ts)};
+  }
+
+  std::unique_lock lk(write_mu_);
+  if (closed_) return Status::Closed("client is closed; cannot append to " + name_);
+  if (!writer_.load(std::memory_order_relaxed)) return NotOwner();
+
+  // Plan the segments this batch needs, and get them all before writing anything, so that a
+  // full disk fails the batch as a whole.
+  thread_local std::vector<Plan> plan;
+  thread_local std::vector<std::shared_ptr<Segment>> fresh;
+  plan.clear();
+  fresh.clear();
+  {
+    bool have = active_ != nullptr;
+    uint64_t off = have ? write_off_ : 0, cap = have ? active_->capacity() : 0;
+    for (size_t i = 0; i < n; i++) {
+      uint64_t need = kRecordHeaderSize + (recs[i].size_flags & kSizeMask);
+      if (!have || off + need > cap) {
+        uint64_t c = std::max<uint64_t>(cfg.storage.max_segment_bytes, kSegmentHeaderSize + need);
+        plan.push_back(Plan{c, next_entry_ + i});
+        off = kSegmentHeaderSize;
+        cap = c;
+        have = true;
+      }
+      off += need;
+    }
+  }
+  for (const Plan& p : plan) {
+    const uint64_t t0 = Ticks();
+    Result<std::shared_ptr<Segment>> s = NewSegment(p.base, p.capacity);
+    ctx_->Record(kOpRotate, TicksToNs(Ticks() - t0));
+    if (!s.ok()) {
+      for (auto& f : fresh) (void)env::Unlink(f->path());
+      fresh.clear();
+      Bump(slot_->failed_appends, 1);
+      return s.status();
+    }
+    fresh.push_back(std::move(*s));
+  }
+
+  const uint32_t interval = cfg.index.interval;
+  size_t k = 0;
+  uint64_t bytes = 0, stored = 0, compressed = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (k < plan.size() && plan[k].base == next_entry_) Rotate(std::move(fresh[k++]));
+    const PreparedRecord& r = recs[i];
+    const uint32_t size = r.size_flags & kSizeMask;
+    char* dst = active_->map() + write_off_;
+    EncodeRecordHeader(dst, r.masked_crc, r.size_flags, ts);
+    std::memcpy(dst + kRecordHeaderSize, r.payload, size);
+    if (until_node_ == 0) {
+      active_->index().Push(static_cast<uint32_t>(write_off_));
+      until_node_ = interval;
+    }
+    until_node_--;
+    if (ids) ids[i] = EntryId{prefix_id_, shard_, next_entry_};
+    write_off_ += kRecordHeaderSize + size;
+    next_entry_++;
+    bytes += entries[i].size();
+    stored += kRecordHeaderSize + size;
+    compressed += (r.size_flags & kFlagZstd) ? 1 : 0;
+  }
+  fresh.clear();
+
+  // Publish: committed_entry last, with release; readers acquire it. Recovery trusts
+  // (active_base, committed_offset) only when committed_entry shows entries in that segment.
+  slot_->active_base.store(active_->base(), std::memory_order_relaxed);
+  slot_->committed_offset.store(write_off_, std::memory_order_relaxed);
+  // seq_cst: the waiters load below must not pass this store (a parked reader increments
+  // waiters, then re-reads committed_entry).
+  slot_->committed_entry.store(next_entry_, std::memory_order_seq_cst);
+  Bump(slot_->appended_entries, n);
+  Bump(slot_->appended_bytes, bytes);
+  Bump(slot_->stored_bytes, stored);
+  if (compressed) Bump(slot_->compressed_entries, compressed);
+  if (slot_->waiters.load(std::memory_order_relaxed) != 0) {
+    slot_->futex_seq.fetch_add(1, std::memory_order_release);
+    env::FutexWake(&slot_->futex_seq, INT32_MAX);
+  }
+  const uint64_t last = next_entry_;
+  const bool want_prefault = cfg.storage.prefault_bytes > 0 &&
+                             write_off_ + cfg.storage.prefault_bytes / 2 > active_->populated();
+  lk.unlock();
+
+  if (want_prefault && !prefault_asked_.exchange(true, std::memory_order_relaxed)) {
+    ctx_->maintainer->Notify();
+  }
+  switch (cfg.sync.mode) {
+    case SyncMode::kAlways:
+      return SyncTo(last);
+    case SyncMode::kInterval:
+      if (last - slot_->synced_entry.load(std::memory_order_relaxed) >= cfg.sync.entries &&
+          !sync_asked_.exchange(true, std::memory_order_relaxed)) {
+        ctx_->syncer->Notify();
+      }
+      break;
+    case SyncMode::kNone:
+      break;
+  }
+  return Status::Ok();
+}
+
+// ---- sync and background work ----------------------------------------------------------------
+
+uint64_t Shard::EntriesBelow(Segment* seg, uint64_t end, uint64_t committed) const {
+  SparseIndex& idx = seg->index();
+  size_t lo = 0, hi = idx.size();
+  while (lo < hi) {  // the last node at or below `end`
+    size_t mid = (lo + hi) / 2;
+    if (idx.Get(mid) <= end) lo = mid + 1; else hi = mid;
+  }
+  if (lo == 0) return 0;
+  uint64_t k = uint64_t{lo - 1} * idx.interval();
+  uint64_t off = idx.Get(lo - 1);
+  while (seg->base() + k < committed) {
+    uint64_t next =
+        off + kRecordHeaderSize + (load32(seg->rmap() + off + rec::kSizeFlags) & kSizeMask);
+    if (next > end) break;
+    off = next;
+    k++;
+  }
+  return k;
+}
+
+Status Shard::SyncUpTo(uint64_t target, bool spare_tail_page, bool releasing) {
+  // Only the writer syncs (and writes synced_entry); a follower's sync is the owner's business.
+  if (ctx_->read_only || (!writer_.load(std::memory_order_acquire) && !releasing)) {
+    return Status::Ok();
+  }
+  std::unique_lock lk(sync_mu_);
+  while (synced_ < target) {
+    if (sync_leader_) {
+      sync_cv_.wait(lk);
+      continue;
+    }
+    // Lead one sync for everything published so far; waiters behind it share it.
+    sync_leader_ = true;
+    uint64_t goal = Committed();
+    std::vector<std::shared_ptr<Segment>> segs = std::move(unsynced_);
+    unsynced_.clear();
+    std::shared_ptr<Segment> act = sync_active_;
+    // Under sync_mu_ no rotation can complete, so this offset is the active segment's.
+    uint64_t act_end = act ? std::min<uint64_t>(slot_->committed_offset.load(std::memory_order_acquire),
+                                                act->map_len())
+                           : 0;
+    const bool dirty = dir_dirty_;
+    dir_dirty_ = false;
+    lk.unlock();
+    if (act && spare_tail_page) {
+      act_end &= ~uint64_t{4095};
+      goal = std::min(goal, act->base() + EntriesBelow(act.get(), act_end, goal));
+    }
+    const uint64_t t0 = Ticks();
+    Status st;
+    for (auto& s : segs) {
+      s->DropWrittenPages(s->data_end());
+      if (st.ok()) st = env::SyncMapped(s->map(), s->data_end(), s->path());
+    }
+    if (st.ok() && act) {
+      act->DropWrittenPages(act_end);
+      st = env::SyncMapped(act->map(), act_end, act->path());
+    }
+    if (st.ok() && dirty) st = env::FsyncDir(dir_);
+    lk.lock();
+    sync_leader_ = false;
+    if (!st.ok()) {
+      unsynced_.insert(unsynced_.begin(), segs.begin(), segs.end());
+      dir_dirty_ = dir_dirty_ || dirty;
+      sync_cv_.notify_all();
+      return Status(st.code(), name_ + ": sync: " + st.message());
+    }
+    ctx_->Record(kOpSync, TicksToNs(Ticks() - t0));
+    synced_ = std::max(synced_, goal);
+    last_sync_mono_ = env::MonotonicNs();
+    slot_->synced_entry.store(synced_, std::memory_order_relaxed);
+    slot_->syncs.fetch_add(1, std::memory_order_relaxed);
+    sync_cv_.notify_all();
+    if (spare_tail_page) break;  // best effort: the tail page goes with the next sync
+  }
+  return Status::Ok();
+}
+
+void Shard::MaybeIntervalSync(int64_t now_mono) {
+  if (ctx_->read_only || !slot_ || !writer_.load(std::memory_order_acquire)) return;
+  uint64_t c = Committed();
+  uint64_t synced = slot_->synced_entry.load(std::memory_order_relaxed);
+  if (c <= synced) return;
+  bool due;
+  {
+    std::lock_guard lk(sync_mu_);
+    due = now_mono - last_sync_mono_ >= static_cast<int64_t>(ctx_->cfg.sync.interval_ns) ||
+          c - synced >= ctx_->cfg.sync.entries;
+  }
+  sync_asked_.store(false, std::memory_order_relaxed);
+  // While the writer is moving, leave the page it is filling; once it is idle, sync it all.
+  const bool moving = c != last_seen_committed_;
+  last_seen_committed_ = c;
+  if (due) (void)SyncUpTo(c, moving, false);
+}
+
+// Gives sealed segments back their preallocated tail and writes their index files.
+void Shard::FinishSealed() {
+  std::vector<std::shared_ptr<Segment>> done;
+  {
+    std::lock_guard lk(finish_mu_);
+    done.swap(to_finish_);
+  }
+  for (auto& s : done) {
+    (void)env::Truncate(s->fd(), s->data_end(), s->path());
+    (void)s->WriteIndexFile(SegmentPath(s->base(), "idx"));
+  }
+}
+
+void Shard::Maintain() {
+  if (ctx_->read_only || !writer_.load(std::memory_order_acquire)) return;
+  const Config& cfg = ctx_->cfg;
+  FinishSealed();
+
+  std::shared_ptr<Segment> a;
+  {
+    std::lock_guard lk(write_mu_);
+    a = active_;
+  }
+  prefault_asked_.store(false, std::memory_order_relaxed);
+  if (!a || a->sealed()) return;
+  uint64_t cur = slot_->active_base.load(std::memory_order_relaxed) == a->base()
+                     ? slot_->committed_offset.load(std::memory_order_relaxed)
+                     : kSegmentHeaderSize;
+  // Pages behind the writer leave its mapping before the kernel writes them back.
+  a->DropWrittenPages(cur);
+  // Pre-fault ahead of the writer so that its stores never fault.
+  if (cfg.storage.prefault_bytes > 0) {
+    uint64_t target = std::min<uint64_t>(a->capacity(), cur + cfg.storage.prefault_bytes);
+    uint64_t have = std::max<uint64_t>(a->populated(), cur);
+    if (have < target && env::PopulateWrite(a->map(), have, target - have).ok()) {
+      a->set_populated(target);
+    }
+  }
+  // Past half of the active segment, prepare the next one off the hot path.
+  if (cur > a->capacity() / 2 && a->capacity() == cfg.storage.max_segment_bytes) {
+    bool need;
+    {
+      std::lock_guard lk(spare_mu_);
+      need = spare_ == nullptr;
+    }
+    if (need && EnsureDir().ok()) {
+      const std::string tmp = TempName("spare");
+      Result<std::shared_ptr<Segment>> s =
+          Segment::Create(env::Join(dir_, tmp), rel_dir_ + "/" + tmp,
+                          cfg.index.interval, cfg.storage.max_segment_bytes,
+                          cfg.storage.prefault_bytes);
+      if (s.ok()) {
+        std::lock_guard lk(spare_mu_);
+        spare_ = std::move(*s);
+      }
+    }
+  }
+}
+
+}  // namespace comet::internal
