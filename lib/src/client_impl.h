@@ -1,0 +1,124 @@
+// ClientImpl: what a Client is made of. Its pieces live in directory.cc (claiming and loading a
+// data directory, streams, background threads), ownership.cc (multi-process shard ownership and
+// fork) and client.cc (the public API).
+#pragma once
+
+#include <fcntl.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "comet/client.h"
+#include "control.h"
+#include "membership.h"
+#include "shard.h"
+
+namespace comet::internal {
+
+inline constexpr const char* kLockFile = "comet.lock";
+inline constexpr const char* kStreamsDir = "streams";
+inline constexpr const char* kPrefixFile = "PREFIX";
+
+// Byte ranges of DIR/comet.lock, each an OFD lock that the kernel releases when its holder dies.
+inline constexpr off_t kModeByte = 0;      // single-mode writer: exclusive; multi-mode processes: shared
+inline constexpr off_t kSetupByte = 1;     // held while a process creates/attaches the control region
+inline constexpr off_t kRegistryByte = 2;  // held while a prefix is registered
+// Takes (or, with F_UNLCK, releases) an OFD lock on one byte of fd. NOT_OWNER when a non-waiting
+// request conflicts.
+Status LockByte(int fd, off_t byte, short type, bool wait, const std::string& path);
+
+class ClientImpl;
+// Every open client, for the fork handlers (ownership.cc).
+extern std::mutex g_clients_mu;
+extern std::vector<ClientImpl*> g_clients;
+extern std::atomic<uint64_t> g_fork_generation;
+void InstallForkHandlers();
+
+class ClientImpl {
+ public:
+  ClientImpl(std::string dir, const Config& cfg) {
+    ctx_.cfg = cfg;
+    ctx_.root = std::move(dir);
+    ctx_.read_only = cfg.open.read_only;
+    ctx_.maintainer = &maintainer_;
+    ctx_.syncer = &syncer_;
+    multi_ = !ctx_.read_only && cfg.concurrency.mode == ConcurrencyMode::kMulti;
+  }
+  ~ClientImpl() { (void)Close(); }
+
+  Status Open();
+  Status Close();
+  Result<Stream*> GetStream(std::string_view name);
+  Result<Stream*> FindStream(std::string_view name);
+  Result<Iterator> Scan(Stream* s, uint64_t from);
+  Result<std::string> PickStream(std::string_view prefix, std::string_view key, uint32_t count);
+  std::vector<std::string> StreamNames();
+  // Every public call starts here: closed clients fail, and a client inherited through fork()
+  // becomes its own process's member first.
+  Status CheckOpen() {
+    if (closed_.load(std::memory_order_acquire)) {
+      return Status::Closed("client for " + ctx_.root + " is closed");
+    }
+    if (fork_generation_ != g_fork_generation.load(std::memory_order_acquire)) return AfterFork();
+    return Status::Ok();
+  }
+  Status SyncAll();
+  std::vector<std::shared_ptr<Shard>> AllShards();
+  void Record(format::MetricOp op, uint64_t ns) { ctx_.Record(op, ns, 1); }
+
+  // Fork handling (see the pthread_atfork handlers).
+  void LockForFork();
+  void UnlockAfterFork(bool child);
+
+  ShardContext ctx_;
+  std::vector<std::string> report_;
+  std::atomic<bool> closed_{false};
+
+ private:
+  Status ClaimDirectory();
+  Status LoadPrefixes();
+  Result<uint32_t> RegisterPrefix(const std::string& prefix);
+  Result<std::shared_ptr<Shard>> LoadShard(uint32_t prefix_id, const std::string& prefix,
+                                           uint32_t shard);
+  void StartThreads();
+  void StopThreads();
+  void MaintainerLoop();
+  void SyncerLoop();
+  // Multi-process mode: take the shards the live membership assigns to this process, release
+  // the others. `wait_ns` > 0 waits that long for a live owner to release an assigned shard.
+  void Rebalance(int64_t wait_ns);
+  std::vector<uint32_t> RefreshLive();
+  bool AssignedToMe(uint32_t shard, const std::vector<uint32_t>& live) const;
+  bool TryTake(Shard* s, const std::vector<uint32_t>& live);
+  void Release(Shard* s);
+  Status AfterFork();
+
+  bool multi_ = false;
+  int lock_fd_ = -1;
+  std::unique_ptr<shm::ControlRegion> control_;
+  std::unique_ptr<shm::Membership> membership_;
+  Wakeup maintainer_, syncer_;
+  std::thread maintainer_thread_, syncer_thread_;
+  std::atomic<bool> stop_{false};
+  uint64_t fork_generation_ = 0;
+  std::mutex fork_mu_;  // serialises the child's re-initialisation
+
+  std::mutex live_mu_;
+  std::vector<uint32_t> live_;  // live process slots, as of the last rebalance
+
+  std::mutex registry_mu_;  // prefix registration and shard creation
+  std::map<std::string, uint32_t> prefix_ids_;
+  uint32_t next_prefix_id_ = 0;
+
+  mutable std::shared_mutex streams_mu_;
+  std::unordered_map<std::string, std::unique_ptr<Stream>> streams_;
+};
+
+}  // namespace comet::internal

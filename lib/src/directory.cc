@@ -1,0 +1,422 @@
+// ClientImpl, the directory side: claiming it, the control region and membership, the prefix
+// registry, streams, background threads, and closing.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+
+#include "client_impl.h"
+#include "clock.h"
+#include "env.h"
+
+namespace comet::internal {
+
+namespace {
+
+bool ParseHex(const std::string& s, size_t width, uint32_t* out) {
+  if (s.size() != width) return false;
+  uint32_t v = 0;
+  for (char c : s) {
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (d < 0) return false;
+    v = v << 4 | static_cast<uint32_t>(d);
+  }
+  *out = v;
+  return true;
+}
+
+std::string Hex8(uint32_t v) {
+  char b[16];
+  std::snprintf(b, sizeof b, "%08" PRIX32, v);
+  return b;
+}
+
+}  // namespace
+
+Status LockByte(int fd, off_t byte, short type, bool wait, const std::string& path) {
+  struct flock fl {};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = byte;
+  fl.l_len = 1;
+  while (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) != 0) {
+    if (errno == EINTR && wait) continue;
+    if (errno == EAGAIN || errno == EACCES) return Status::NotOwner("locked");
+    return Status::FromErrno(errno, "lock " + path);
+  }
+  return Status::Ok();
+}
+
+// Takes the directory: a single-mode writer holds kModeByte exclusively (and writes its pid
+// into the file for error messages); multi-mode processes hold it shared.
+Status ClientImpl::ClaimDirectory() {
+  std::string path = env::Join(ctx_.root, kLockFile);
+  Result<int> fd = env::OpenFile(path, O_RDWR | O_CREAT);
+  if (!fd.ok()) return fd.status();
+  Status st = LockByte(*fd, kModeByte, multi_ ? F_RDLCK : F_WRLCK, false, path);
+  if (!st.ok()) {
+    std::string holder;
+    Result<std::string> text = env::ReadFile(path);
+    if (text.ok() && !text->empty()) holder = text->substr(0, text->find('\n'));
+    env::Close(*fd);
+    if (!st.IsNotOwner()) return st;
+    if (multi_) {
+      return Status::NotOwner("data directory " + ctx_.root + " is held by a single-mode writer" +
+                              (holder.empty() ? "" : " (pid " + holder + ")") +
+                              "; every process must open it with concurrency.mode=multi");
+    }
+    return Status::NotOwner("data directory " + ctx_.root + " is held by another writer" +
+                            (holder.empty() ? "" : " (pid " + holder + ")") +
+                            "; open it read-only (open.read_only=true) to read it, or use "
+                            "concurrency.mode=multi in every process to share it");
+  }
+  lock_fd_ = *fd;
+  if (!multi_) {
+    std::string pid = std::to_string(getpid()) + "\n";
+    if (ftruncate(lock_fd_, 0) != 0 || pwrite(lock_fd_, pid.data(), pid.size(), 0) < 0) {
+      return Status::FromErrno(errno, "write " + path);
+    }
+  }
+  return Status::Ok();
+}
+
+Status ClientImpl::Open() {
+  if (Status st = ctx_.cfg.Validate(); !st.ok()) return st;
+  (void)NsPerTickQ32();  // calibrate the histogram clock now, not on the first append
+  if (ctx_.read_only) {
+    Result<bool> exists = env::Exists(ctx_.root);
+    if (!exists.ok()) return exists.status();
+    if (!*exists) return Status::NotFound("no data directory " + ctx_.root);
+    // Is a writer live? Its OFD lock on comet.lock says so exactly.
+    Result<int> fd = env::OpenFile(env::Join(ctx_.root, kLockFile), O_RDONLY);
+    if (fd.ok()) {
+      struct flock fl {};
+      fl.l_type = F_WRLCK;
+      fl.l_whence = SEEK_SET;
+      fl.l_start = kModeByte;
+      fl.l_len = 1;
+      if (fcntl(*fd, F_OFD_GETLK, &fl) == 0) ctx_.writer_live = fl.l_type != F_UNLCK;
+      env::Close(*fd);
+    }
+    Result<std::unique_ptr<shm::ControlRegion>> c = shm::ControlRegion::OpenReader(ctx_.root);
+    if (c.ok()) {
+      control_ = std::move(*c);
+    } else if (c.status().code() == Code::kVersion) {
+      return c.status();
+    }
+    ctx_.control = control_.get();
+    fork_generation_ = g_fork_generation.load(std::memory_order_acquire);
+    return LoadPrefixes();
+  }
+
+  if (Status st = env::MkdirAll(ctx_.root); !st.ok()) return st;
+  if (Status st = ClaimDirectory(); !st.ok()) return st;
+  const std::string lock_path = env::Join(ctx_.root, kLockFile);
+  // Creating or rebuilding the control region, and joining, happen one process at a time.
+  if (Status st = LockByte(lock_fd_, kSetupByte, F_WRLCK, true, lock_path); !st.ok()) return st;
+  Status st = [&]() -> Status {
+    std::string note;
+    Result<std::unique_ptr<shm::ControlRegion>> c = shm::ControlRegion::OpenWriter(
+        ctx_.root, ctx_.cfg.storage.max_streams, ctx_.cfg.concurrency.max_processes, &note);
+    if (!c.ok()) return c.status();
+    control_ = std::move(*c);
+    if (!note.empty()) report_.push_back(note);
+    ctx_.control = control_.get();
+    Result<std::unique_ptr<shm::Membership>> m = shm::Membership::Join(ctx_.root, control_.get());
+    if (!m.ok()) return m.status();
+    membership_ = std::move(*m);
+    ctx_.metrics.store(control_->metrics(membership_->slot()));
+    return env::MkdirAll(env::Join(ctx_.root, kStreamsDir));
+  }();
+  (void)LockByte(lock_fd_, kSetupByte, F_UNLCK, false, lock_path);
+  if (!st.ok()) return st;
+  if (Status ls = LoadPrefixes(); !ls.ok()) return ls;
+  if (multi_) {
+    Rebalance(200'000'000);
+  } else {
+    for (auto& s : AllShards()) s->slot()->owner.store(membership_->owner_word());
+    control_->process(membership_->slot())->owned_shards.store(AllShards().size());
+  }
+  fork_generation_ = g_fork_generation.load(std::memory_order_acquire);
+  InstallForkHandlers();
+  {
+    std::lock_guard lk(g_clients_mu);
+    g_clients.push_back(this);
+  }
+  StartThreads();
+  return Status::Ok();
+}
+
+void ClientImpl::StartThreads() {
+  stop_.store(false, std::memory_order_release);
+  maintainer_thread_ = std::thread([this] { MaintainerLoop(); });
+  if (ctx_.cfg.sync.mode == SyncMode::kInterval) {
+    syncer_thread_ = std::thread([this] { SyncerLoop(); });
+  }
+}
+
+void ClientImpl::StopThreads() {
+  stop_.store(true, std::memory_order_release);
+  maintainer_.Notify();
+  syncer_.Notify();
+  if (maintainer_thread_.joinable()) maintainer_thread_.join();
+  if (syncer_thread_.joinable()) syncer_thread_.join();
+}
+
+// Reads DIR/streams/<id>/PREFIX for every prefix and loads every shard not yet known. Run at
+// open, and again in multi-process mode when other processes create streams.
+Status ClientImpl::LoadPrefixes() {
+  std::string streams = env::Join(ctx_.root, kStreamsDir);
+  Result<std::vector<std::string>> ids = env::ListDir(streams);
+  if (!ids.ok()) return ids.status().IsNotFound() ? Status::Ok() : ids.status();
+  std::sort(ids->begin(), ids->end());
+  for (const std::string& id_text : *ids) {
+    uint32_t id;
+    if (!ParseHex(id_text, 8, &id)) continue;
+    next_prefix_id_ = std::max(next_prefix_id_, id + 1);
+    std::string pdir = env::Join(streams, id_text);
+    Result<std::vector<std::string>> shard_dirs = env::ListDir(pdir);
+    if (!shard_dirs.ok()) return shard_dirs.status();
+    std::sort(shard_dirs->begin(), shard_dirs->end());
+    // The prefix's name: its PREFIX file, or any segment header if that file is lost.
+    std::string prefix;
+    Result<std::string> text = env::ReadFile(env::Join(pdir, kPrefixFile));
+    if (text.ok() && ValidatePrefix(*text).ok()) prefix = *text;
+    if (prefix.empty()) {
+      for (const std::string& sd : *shard_dirs) {
+        Result<std::vector<std::string>> files = env::ListDir(env::Join(pdir, sd));
+        if (!files.ok()) continue;
+        for (const std::string& f : *files) {
+          if (!f.ends_with(".seg")) continue;
+          Result<std::string> bytes = env::ReadFile(env::Join(pdir, sd + "/" + f));
+          SegmentHeader h;
+          if (bytes.ok() && DecodeSegmentHeader(bytes->data(), bytes->size(), f, &h).ok()) {
+            prefix = h.prefix;
+            break;
+          }
+        }
+        if (!prefix.empty()) break;
+      }
+      if (prefix.empty()) continue;  // nothing stored under this id
+      report_.push_back("streams/" + id_text + "/PREFIX missing or damaged; prefix '" + prefix +
+                        "' recovered from a segment header");
+      if (!ctx_.read_only) {
+        Status st = env::WriteFile(env::Join(pdir, kPrefixFile), prefix.data(), prefix.size(), true);
+        if (!st.ok()) return st;
+      }
+    }
+    prefix_ids_[prefix] = id;
+    for (const std::string& sd : *shard_dirs) {
+      uint32_t shard;
+      if (!ParseHex(sd, 4, &shard)) continue;
+      {
+        std::shared_lock lk(streams_mu_);
+        if (streams_.count(ShardStreamName(prefix, shard))) continue;
+      }
+      Result<std::shared_ptr<Shard>> s = LoadShard(id, prefix, shard);
+      if (!s.ok()) return s.status();
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::shared_ptr<Shard>> ClientImpl::LoadShard(uint32_t prefix_id, const std::string& prefix,
+                                                     uint32_t shard) {
+  auto s = std::make_shared<Shard>(&ctx_, prefix_id, prefix, shard);
+  // In multi-process mode every shard starts as a follower; Rebalance takes the assigned ones.
+  if (Status st = s->Load(&report_, !ctx_.read_only && !multi_); !st.ok()) return st;
+  std::unique_ptr<Stream> handle(new Stream(s));
+  std::unique_lock lk(streams_mu_);
+  streams_[s->name()] = std::move(handle);
+  return s;
+}
+
+// Gives a new prefix the next id: a temporary directory holding its PREFIX file is renamed into
+// place, so a crash never leaves an id without its name. Processes take turns (kRegistryByte),
+// and re-read the registry first, so one prefix never gets two ids.
+Result<uint32_t> ClientImpl::RegisterPrefix(const std::string& prefix) {
+  auto it = prefix_ids_.find(prefix);
+  if (it != prefix_ids_.end()) return it->second;
+  const std::string lock_path = env::Join(ctx_.root, kLockFile);
+  if (Status st = LockByte(lock_fd_, kRegistryByte, F_WRLCK, true, lock_path); !st.ok()) return st;
+  Result<uint32_t> r = [&]() -> Result<uint32_t> {
+    std::string streams = env::Join(ctx_.root, kStreamsDir);
+    Result<std::vector<std::string>> names = env::ListDir(streams);
+    if (!names.ok()) return names.status();
+    for (const std::string& n : *names) {
+      uint32_t id;
+      if (ParseHex(n, 8, &id)) {
+        next_prefix_id_ = std::max(next_prefix_id_, id + 1);
+        Result<std::string> text = env::ReadFile(env::Join(streams, n + "/" + kPrefixFile));
+        if (text.ok() && *text == prefix) return id;  // another process registered it
+      } else if (n.starts_with(".new-")) {
+        // Left by a registration that died mid-way (we hold the registry lock).
+        std::string p = env::Join(streams, n);
+        (void)env::Unlink(env::Join(p, kPrefixFile));
+        rmdir(p.c_str());
+      }
+    }
+    std::string tmp = env::Join(streams, ".new-" + std::to_string(getpid()));
+    if (Status st = env::MkdirAll(tmp); !st.ok()) return st;
+    Status st = env::WriteFile(env::Join(tmp, kPrefixFile), prefix.data(), prefix.size(), true);
+    if (!st.ok()) return st;
+    for (;;) {
+      uint32_t id = next_prefix_id_++;
+      std::string final_dir = env::Join(streams, Hex8(id));
+      if (rename(tmp.c_str(), final_dir.c_str()) == 0) {
+        if (Status s2 = env::FsyncDir(streams); !s2.ok()) return s2;
+        return id;
+      }
+      if (errno != EEXIST && errno != ENOTEMPTY) {
+        return Status::FromErrno(errno, "rename " + tmp + " -> " + final_dir);
+      }
+    }
+  }();
+  (void)LockByte(lock_fd_, kRegistryByte, F_UNLCK, false, lock_path);
+  if (r.ok()) prefix_ids_[prefix] = *r;
+  return r;
+}
+
+Result<Stream*> ClientImpl::FindStream(std::string_view name) {
+  if (Status st = CheckOpen(); !st.ok()) return st;
+  {
+    std::shared_lock lk(streams_mu_);
+    auto it = streams_.find(std::string(name));
+    if (it != streams_.end()) return it->second.get();
+  }
+  Result<StreamName> parsed = ParseStreamName(name);
+  if (!parsed.ok()) return parsed.status();
+  if (multi_) {
+    // Perhaps another process created it.
+    std::lock_guard lk(registry_mu_);
+    if (Status st = LoadPrefixes(); !st.ok()) return st;
+    std::shared_lock sl(streams_mu_);
+    auto it = streams_.find(std::string(name));
+    if (it != streams_.end()) return it->second.get();
+  }
+  return Status::NotFound("no stream " + std::string(name) + " in " + ctx_.root);
+}
+
+Result<Stream*> ClientImpl::GetStream(std::string_view name) {
+  Result<Stream*> found = FindStream(name);
+  if (found.ok() || !found.status().IsNotFound() || ctx_.read_only) return found;
+  Result<StreamName> parsed = ParseStreamName(name);
+  if (!parsed.ok()) return parsed.status();
+  std::shared_ptr<Shard> shard;
+  {
+    std::lock_guard lk(registry_mu_);
+    {
+      std::shared_lock sl(streams_mu_);
+      auto it = streams_.find(std::string(name));
+      if (it != streams_.end()) return it->second.get();
+    }
+    Result<uint32_t> id = RegisterPrefix(parsed->prefix);
+    if (!id.ok()) return id.status();
+    Result<std::shared_ptr<Shard>> s = LoadShard(*id, parsed->prefix, parsed->shard);
+    if (!s.ok()) return s.status();
+    shard = *s;
+  }
+  if (multi_) {
+    std::vector<uint32_t> live = RefreshLive();
+    if (AssignedToMe(shard->shard(), live) && TryTake(shard.get(), live)) {
+      control_->process(membership_->slot())->owned_shards.fetch_add(1);
+    }
+  } else {
+    shard->slot()->owner.store(membership_->owner_word());
+    control_->process(membership_->slot())->owned_shards.fetch_add(1);
+  }
+  std::shared_lock sl(streams_mu_);
+  return streams_.at(std::string(name)).get();
+}
+
+std::vector<std::shared_ptr<Shard>> ClientImpl::AllShards() {
+  std::vector<std::shared_ptr<Shard>> out;
+  std::shared_lock lk(streams_mu_);
+  for (auto& [n, s] : streams_) out.push_back(s->shard_);
+  return out;
+}
+
+std::vector<std::string> ClientImpl::StreamNames() {
+  std::vector<std::shared_ptr<Shard>> shards = AllShards();
+  std::sort(shards.begin(), shards.end(), [](const auto& a, const auto& b) {
+    return a->prefix() != b->prefix() ? a->prefix() < b->prefix() : a->shard() < b->shard();
+  });
+  std::vector<std::string> names;
+  for (auto& s : shards) names.push_back(s->name());
+  return names;
+}
+
+Status ClientImpl::SyncAll() {
+  Status first;
+  for (auto& s : AllShards()) {
+    Status st = s->SyncAll();
+    if (first.ok() && !st.ok()) first = st;
+  }
+  return first;
+}
+
+// ---- background threads ----------------------------------------------------------------------
+
+void ClientImpl::MaintainerLoop() {
+  int64_t next_rebalance = 0;
+  while (!stop_.load(std::memory_order_acquire)) {
+    for (auto& s : AllShards()) s->Maintain();
+    if (multi_ && env::MonotonicNs() >= next_rebalance) {
+      Rebalance(0);
+      next_rebalance = env::MonotonicNs() + 20'000'000;
+    }
+    maintainer_.Wait(multi_ ? 20'000'000 : 100'000'000);
+  }
+}
+
+void ClientImpl::SyncerLoop() {
+  const int64_t tick = std::min<int64_t>(static_cast<int64_t>(ctx_.cfg.sync.interval_ns),
+                                         100'000'000);
+  while (!stop_.load(std::memory_order_acquire)) {
+    int64_t now = env::MonotonicNs();
+    for (auto& s : AllShards()) s->MaybeIntervalSync(now);
+    syncer_.Wait(tick);
+  }
+}
+
+Status ClientImpl::Close() {
+  if (closed_.exchange(true)) return Status::Ok();
+  {
+    std::lock_guard lk(g_clients_mu);
+    g_clients.erase(std::remove(g_clients.begin(), g_clients.end(), this), g_clients.end());
+  }
+  if (!ctx_.read_only && fork_generation_ != g_fork_generation.load(std::memory_order_acquire)) {
+    // A child closing a client it inherited and never used: the slot, the leases and the files
+    // are the parent's. Only our copies of descriptors and mappings go away.
+    return Status::Ok();
+  }
+  StopThreads();
+  Status first;
+  for (auto& s : AllShards()) {
+    const bool was_writer = s->is_writer();
+    Status st = s->Close();
+    if (first.ok() && !st.ok()) first = st;
+    if (was_writer && membership_) {
+      uint64_t mine = membership_->owner_word();
+      s->slot()->owner.compare_exchange_strong(mine, 0);
+    }
+  }
+  if (membership_) membership_->Leave();
+  if (lock_fd_ >= 0) {
+    env::Close(lock_fd_);  // releases the directory claim
+    lock_fd_ = -1;
+  }
+  return first;
+}
+
+Result<Iterator> ClientImpl::Scan(Stream* s, uint64_t from) {
+  if (Status st = CheckOpen(); !st.ok()) return st;
+  Iterator it;
+  it.shard_ = s->shard_;
+  it.next_ = from;
+  it.offset_ = Segment::kBadOffset;
+  return it;
+}
+
+}  // namespace comet::internal
