@@ -394,5 +394,6 @@ __attribute__((target("sse4.2"))) inline uint32_t Crc32c(uint32_t crc, const voi
 void RegisterBaselineBenchmarks();
 void RegisterAppendBenchmarks();
 void RegisterReadBenchmarks();
+void RegisterMultiProcessBenchmarks();
 
 }  // namespace comet_bench

@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1765,3 +1766,68 @@ TEST_F(MultiProcessTest, PreforkChildrenWriteTheirShardsAndTheMasterTakesAllBack
 }
 
 }  // namespace
+
+// ---- a reader process following a writer process across rotations ---------------------------
+
+// The reader's own view of the active segment does not know when the writer seals it; its
+// iterator must notice the seal in the shared header and go on in the next segment, without
+// reporting damage or skipping an entry.
+TEST_F(MultiProcessTest, ReaderProcessFollowsAWriterProcessAcrossRotationsWithoutLosingEntries) {
+  Config cfg = Config::MultiProcess();
+  cfg.sync.mode = comet::SyncMode::kNone;
+  cfg.storage.max_segment_bytes = 16 * 1024;  // a rotation every ~140 entries
+  constexpr int kEntries = 1500;
+  Children kids;
+  Children::Child* writer = kids.Spawn([&](int report, int command) {
+    auto c = Open(dir_, cfg);
+    if (!c) return 2;
+    auto name = c->PickStream("fol", "writer", 1);
+    auto s = name.ok() ? c->GetStream(*name) : comet::Result<comet::Stream*>(name.status());
+    if (!s.ok()) return 3;
+    char go;
+    if (!WriteFull(report, "r", 1) || !ReadFull(command, &go, 1, 20000)) return 4;
+    for (int i = 0; i < kEntries; i++) {
+      std::string e = "entry " + std::to_string(i) + std::string(90, '.');
+      std::string_view v = e;
+      if (!c->Append(*s, std::span<const std::string_view>(&v, 1)).ok()) return 5;
+      if (i % 10 == 0) usleep(200);  // let the reader catch up to the end now and then
+    }
+    if (!ReadFull(command, &go, 1, 60000)) return 6;  // stay a member until the reader is done
+    return c->Close().ok() ? 0 : 7;
+  });
+  ASSERT_NE(writer, nullptr);
+  char ready;
+  ASSERT_TRUE(ReadFull(writer->report, &ready, 1, 20000));
+  Children::Child* reader = kids.Spawn([&](int report, int) {
+    auto c = Open(dir_, cfg);
+    if (!c) return 2;
+    auto s = c->GetStream("fol:shard:0000");
+    if (!s.ok()) return 3;
+    auto it = c->Scan(*s, 0);
+    if (!it.ok()) return 4;
+    if (!WriteFull(report, "r", 1)) return 5;
+    for (int i = 0; i < kEntries; i++) {
+      if (!it->Wait(10'000'000'000).ok()) return 10;
+      Entry e;
+      Status st = it->Next(&e);
+      if (!st.ok()) {
+        std::fprintf(stderr, "reader at %d: %s\n", i, st.ToString().c_str());
+        return 11;
+      }
+      if (e.id.entry != static_cast<uint64_t>(i) || !e.data.starts_with("entry " + std::to_string(i) + ".")) {
+        return 12;
+      }
+    }
+    return 0;
+  });
+  ASSERT_NE(reader, nullptr);
+  ASSERT_TRUE(ReadFull(reader->report, &ready, 1, 20000));
+  ASSERT_TRUE(Children::Command(writer, 'g'));
+  std::string what;
+  EXPECT_EQ(Children::Reap(reader, 30000, &what), 0) << what;
+  ASSERT_TRUE(Children::Command(writer, 'q'));
+  EXPECT_EQ(Children::Reap(writer, 30000, &what), 0) << what;
+  auto c = Open(dir_, Config());
+  ASSERT_TRUE(c);
+  EXPECT_GT(c->GetStats().segments, 5u) << "the test needs rotations";
+}

@@ -46,7 +46,8 @@ Status Iterator::Next(Entry* out) {
     }
   }
   if (!segment_ || next_ < segment_->base() ||
-      (segment_->sealed() && next_ >= segment_->base() + segment_->sealed_count())) {
+      // Sealed here or by a writer in another process: then entries go on in the next one.
+      (segment_->SealVisible() && next_ >= segment_->base() + segment_->sealed_count())) {
     segment_.reset();
     uint64_t resume = next_;
     Status st = shard_->Locate(next_, &segment_, &resume);

@@ -127,6 +127,13 @@ class Segment {
   }
   // Re-reads the seal from the mapped header (read-only clients following a writer).
   bool RefreshSeal();
+  // Whether the segment is sealed, by this process or by the writer in another one: a single load
+  // of the mapped seal CRC while it is not, a full check once it is.
+  bool SealVisible() {
+    if (sealed()) return true;
+    if (format::load32(rmap() + format::seg::kSealCrc) == 0) return false;
+    return RefreshSeal();
+  }
   bool sealed() const { return sealed_count_.load(std::memory_order_acquire) != kNotSealed; }
   uint64_t sealed_count() const { return sealed_count_.load(std::memory_order_acquire); }
   uint64_t data_end() const { return data_end_; }

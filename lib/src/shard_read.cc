@@ -34,7 +34,7 @@ Status Shard::Locate(uint64_t e, std::shared_ptr<Segment>* seg, uint64_t* resume
         look_again = true;
       } else {
         const std::shared_ptr<Segment>& s = *(it - 1);
-        if (follower) s->RefreshSeal();
+        if (follower) s->SealVisible();
         const uint64_t count = s->sealed_count();
         if (count == kNotSealed || e < s->base() + count) {
           *seg = s;
@@ -165,7 +165,7 @@ Status Shard::Inspect(StreamInfo* info) {
   std::shared_lock lk(list_mu_);
   info->first = EntryId{prefix_id_, shard_, segments_.empty() ? c : segments_.front()->base()};
   for (const auto& s : segments_) {
-    if (!writer_.load(std::memory_order_acquire)) s->RefreshSeal();
+    if (!writer_.load(std::memory_order_acquire)) s->SealVisible();
     SegmentInfo si;
     si.file = s->rel();
     si.base_entry = s->base();
@@ -200,7 +200,7 @@ uint64_t Shard::Verify(std::vector<std::string>* problems) {
   }
   uint64_t bad = 0;
   for (auto& s : segs) {
-    if (!writer_.load(std::memory_order_acquire)) s->RefreshSeal();
+    if (!writer_.load(std::memory_order_acquire)) s->SealVisible();
     (void)EnsureReady(s);
     ScanHints hints;
     uint64_t limit;

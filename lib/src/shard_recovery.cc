@@ -264,12 +264,12 @@ uint64_t Shard::ReadLimit(Segment& s) {
 }
 
 uint64_t Shard::FollowerLimit(Segment& s) {
-  if (s.RefreshSeal()) return s.data_end();
+  if (s.SealVisible()) return s.data_end();
   if (slot_) {
     uint64_t base = slot_->active_base.load(std::memory_order_acquire);
     uint64_t off = slot_->committed_offset.load(std::memory_order_acquire);
     // Sealed meanwhile: the offset may already be the next segment's.
-    if (s.RefreshSeal()) return s.data_end();
+    if (s.SealVisible()) return s.data_end();
     if (base == s.base()) return std::min<uint64_t>(off, s.map_len());
     return kSegmentHeaderSize;  // being sealed right now: nothing is provably readable yet
   }
