@@ -16,7 +16,6 @@
 //                                       no sample waits behind an earlier one
 //   BM_MultiProc_WriteToRead/park       the same with the reader parked in Iterator::Wait (long
 //                                       timeout); the writer sleeps 1 ms between appends.
-//                                       Both use 256 MiB segments (see kW2RSegmentBytes)
 //   BM_MultiProc_Floor/spin             floor of /spin without Comet: a timestamp stored into a
 //                                       shared page, seen by a process spinning on it
 //   BM_MultiProc_Floor/futex            floor of /park: the same with the reader in FUTEX_WAIT on
@@ -59,13 +58,6 @@ constexpr int64_t kParkRunNs = 1'000'000'000;   // parked reader (~900 samples a
 constexpr int64_t kFloorRunNs = 300'000'000;    // each floor
 constexpr int64_t kParkGapNs = 1'000'000;       // writer's sleep between appends, parked reader
 constexpr uint32_t kShards = 8;
-// Write-to-read runs use 256 MiB segments so that no rotation happens inside the timed run
-// (the spinning ping-pong writes ~70 MB in 0.4 s): a reader in another process that sits at the
-// tip of the active segment when the writer rotates reads the next entry from the old segment's
-// unused tail and gets CORRUPT (Iterator::Next keeps using its cached segment while the
-// follower's view of it is unsealed). With the default 64 MiB this benchmark fails at entry
-// ~578k; the reader reports that as an error (a stuck or skipped entry fails the run).
-constexpr uint64_t kW2RSegmentBytes = 256ull << 20;
 constexpr const char* kPrefix = "mp";
 
 // ---- pipes --------------------------------------------------------------------------------------
@@ -385,11 +377,9 @@ void SleepUntil(int64_t t) {
   while (int64_t(Clock::MonotonicNs()) < t) _mm_pause();
 }
 
-std::unique_ptr<comet::Client> OpenComet(const std::string& dir, bool multi, std::string* err,
-                                         uint64_t segment_bytes = 0) {
+std::unique_ptr<comet::Client> OpenComet(const std::string& dir, bool multi, std::string* err) {
   comet::Config cfg;
   cfg.sync.mode = comet::SyncMode::kNone;
-  if (segment_bytes) cfg.storage.max_segment_bytes = segment_bytes;
   if (multi) cfg.concurrency.mode = comet::ConcurrencyMode::kMulti;
   auto r = comet::Client::Open(dir, cfg);
   if (!r.ok()) {
@@ -564,7 +554,7 @@ struct Stamp {
 
 int W2RWriter(ChildIo& io, const std::string& dir, bool park, SharedPage* sh) {
   std::string err;
-  std::unique_ptr<comet::Client> c = OpenComet(dir, true, &err, kW2RSegmentBytes);
+  std::unique_ptr<comet::Client> c = OpenComet(dir, true, &err);
   if (!c) return io.Fail(err);
   if (!io.Opened()) return 2;
   Cmd cmd;
@@ -630,7 +620,7 @@ int W2RWriter(ChildIo& io, const std::string& dir, bool park, SharedPage* sh) {
 
 int W2RReader(ChildIo& io, const std::string& dir, bool park, SharedPage* sh) {
   std::string err;
-  std::unique_ptr<comet::Client> c = OpenComet(dir, true, &err, kW2RSegmentBytes);
+  std::unique_ptr<comet::Client> c = OpenComet(dir, true, &err);
   if (!c) return io.Fail(err);
   if (!io.Opened()) return 2;
   Cmd cmd;
