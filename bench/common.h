@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "comet/client.h"
+#include "crc32c.h"
 #include "latency.h"
 
 namespace comet_bench {
@@ -366,28 +367,10 @@ inline void FailStatus(benchmark::State& state, const char* what, const comet::S
   state.SkipWithError(msg.c_str());
 }
 
-// ---- CRC32C (SSE4.2), for the baselines; same polynomial as the on-disk format ------------
+// ---- CRC32C for the baselines: the library's own, so that floors measure what appends pay --------
 
-__attribute__((target("sse4.2"))) inline uint32_t Crc32c(uint32_t crc, const void* data, size_t n) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  uint64_t c = ~crc;
-  while (n >= 8) {
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    c = _mm_crc32_u64(c, v);
-    p += 8;
-    n -= 8;
-  }
-  uint32_t c32 = static_cast<uint32_t>(c);
-  if (n >= 4) {
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    c32 = _mm_crc32_u32(c32, v);
-    p += 4;
-    n -= 4;
-  }
-  while (n--) c32 = _mm_crc32_u8(c32, *p++);
-  return ~c32;
+inline uint32_t Crc32c(uint32_t crc, const void* data, size_t n) {
+  return comet::crc32c::Extend(crc, data, n);
 }
 
 // Registration entry points (called by main in this order).
