@@ -205,7 +205,7 @@ Stats Client::GetStats() {
   return st;
 }
 
-const std::vector<std::string>& Client::RecoveryReport() const { return impl_->report_; }
+std::vector<std::string> Client::RecoveryReport() const { return impl_->Report(); }
 const std::string& Client::dir() const { return impl_->ctx_.root; }
 const Config& Client::config() const { return impl_->ctx_.cfg; }
 

@@ -77,8 +77,17 @@ class ClientImpl {
   void LockForFork();
   void UnlockAfterFork(bool child);
 
+  // Problems found while loading and taking over shards (RecoveryReport).
+  void AddToReport(const std::vector<std::string>& lines) {
+    std::lock_guard lk(report_mu_);
+    report_.insert(report_.end(), lines.begin(), lines.end());
+  }
+  std::vector<std::string> Report() const {
+    std::lock_guard lk(report_mu_);
+    return report_;
+  }
+
   ShardContext ctx_;
-  std::vector<std::string> report_;
   std::atomic<bool> closed_{false};
 
  private:
@@ -96,10 +105,12 @@ class ClientImpl {
   void Rebalance(int64_t wait_ns);
   std::vector<uint32_t> RefreshLive();
   bool AssignedToMe(uint32_t shard, const std::vector<uint32_t>& live) const;
-  bool TryTake(Shard* s, const std::vector<uint32_t>& live);
+  bool TryTake(Shard* s);
   void Release(Shard* s);
   Status AfterFork();
 
+  mutable std::mutex report_mu_;
+  std::vector<std::string> report_;
   bool multi_ = false;
   int lock_fd_ = -1;
   std::unique_ptr<shm::ControlRegion> control_;

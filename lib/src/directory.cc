@@ -121,7 +121,7 @@ Status ClientImpl::Open() {
         ctx_.root, ctx_.cfg.storage.max_streams, ctx_.cfg.concurrency.max_processes, &note);
     if (!c.ok()) return c.status();
     control_ = std::move(*c);
-    if (!note.empty()) report_.push_back(note);
+    if (!note.empty()) AddToReport({note});
     ctx_.control = control_.get();
     Result<std::unique_ptr<shm::Membership>> m = shm::Membership::Join(ctx_.root, control_.get());
     if (!m.ok()) return m.status();
@@ -199,8 +199,8 @@ Status ClientImpl::LoadPrefixes() {
         if (!prefix.empty()) break;
       }
       if (prefix.empty()) continue;  // nothing stored under this id
-      report_.push_back("streams/" + id_text + "/PREFIX missing or damaged; prefix '" + prefix +
-                        "' recovered from a segment header");
+      AddToReport({"streams/" + id_text + "/PREFIX missing or damaged; prefix '" + prefix +
+                   "' recovered from a segment header"});
       if (!ctx_.read_only) {
         Status st = env::WriteFile(env::Join(pdir, kPrefixFile), prefix.data(), prefix.size(), true);
         if (!st.ok()) return st;
@@ -225,7 +225,10 @@ Result<std::shared_ptr<Shard>> ClientImpl::LoadShard(uint32_t prefix_id, const s
                                                      uint32_t shard) {
   auto s = std::make_shared<Shard>(&ctx_, prefix_id, prefix, shard);
   // In multi-process mode every shard starts as a follower; Rebalance takes the assigned ones.
-  if (Status st = s->Load(&report_, !ctx_.read_only && !multi_); !st.ok()) return st;
+  std::vector<std::string> problems;
+  Status st = s->Load(&problems, !ctx_.read_only && !multi_);
+  AddToReport(problems);
+  if (!st.ok()) return st;
   std::unique_ptr<Stream> handle(new Stream(s));
   std::unique_lock lk(streams_mu_);
   streams_[s->name()] = std::move(handle);
@@ -319,7 +322,7 @@ Result<Stream*> ClientImpl::GetStream(std::string_view name) {
   }
   if (multi_) {
     std::vector<uint32_t> live = RefreshLive();
-    if (AssignedToMe(shard->shard(), live) && TryTake(shard.get(), live)) {
+    if (AssignedToMe(shard->shard(), live) && TryTake(shard.get())) {
       control_->process(membership_->slot())->owned_shards.fetch_add(1);
     }
   } else {

@@ -39,8 +39,7 @@ bool ClientImpl::AssignedToMe(uint32_t shard, const std::vector<uint32_t>& live)
 
 // Takes an assigned shard whose lease is free or held by a dead process (the kernel released
 // its lock), then recovers what that process left behind. False if a live process holds it.
-bool ClientImpl::TryTake(Shard* s, const std::vector<uint32_t>& live) {
-  (void)live;
+bool ClientImpl::TryTake(Shard* s) {
   if (s->is_writer()) return true;
   format::ShardSlot* slot = s->slot();
   const uint64_t mine = membership_->owner_word();
@@ -50,7 +49,7 @@ bool ClientImpl::TryTake(Shard* s, const std::vector<uint32_t>& live) {
   if (owner != 0 && owner != mine) control_->header()->takeovers.fetch_add(1);
   std::vector<std::string> problems;
   Status st = s->BecomeWriter(&problems);
-  for (auto& p : problems) report_.push_back(p);
+  AddToReport(problems);
   if (!st.ok()) {
     uint64_t expected = mine;
     slot->owner.compare_exchange_strong(expected, 0);
@@ -81,7 +80,7 @@ void ClientImpl::Rebalance(int64_t wait_ns) {
     uint64_t owned = 0;
     for (auto& s : AllShards()) {
       if (AssignedToMe(s->shard(), live)) {
-        if (!TryTake(s.get(), live)) missing = true;
+        if (!TryTake(s.get())) missing = true;
       } else {
         Release(s.get());
       }
@@ -105,17 +104,17 @@ Result<std::string> ClientImpl::PickStream(std::string_view prefix, std::string_
     std::lock_guard lk(live_mu_);
     live = live_;
   }
-  std::vector<uint32_t> mine;
-  for (uint32_t s = 0; s < count; s++) {
-    if (AssignedToMe(s, live)) mine.push_back(s);
-  }
-  if (mine.empty()) {
-    return Status::NotOwner("this process owns none of the " + std::to_string(count) + " shards of " +
-                            std::string(prefix) + " (" + std::to_string(live.size()) +
+  // This process's shards are rank, rank + n, rank + 2n, ... (see AssignedToMe).
+  auto me = std::find(live.begin(), live.end(), membership_->slot());
+  const uint32_t n = static_cast<uint32_t>(live.size());
+  const uint32_t rank = static_cast<uint32_t>(me - live.begin());
+  if (me == live.end() || rank >= count) {
+    return Status::NotOwner("this process owns none of the " + std::to_string(count) +
+                            " shards of " + std::string(prefix) + " (" + std::to_string(n) +
                             " live processes share them)");
   }
-  return ShardStreamName(prefix, mine[PickShard(key.data(), key.size(),
-                                                static_cast<uint32_t>(mine.size()))]);
+  const uint32_t mine = (count - rank + n - 1) / n;
+  return ShardStreamName(prefix, rank + n * PickShard(key.data(), key.size(), mine));
 }
 
 // ---- fork ------------------------------------------------------------------------------------

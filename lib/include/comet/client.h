@@ -195,8 +195,9 @@ class Client {
   Result<uint64_t> Verify(std::vector<std::string>* problems);
   Stats GetStats();
   // What Open found and repaired (torn tails removed, damaged records, gaps, a rebuilt control
-  // file), one line each naming the file and offset. Empty for a clean directory.
-  const std::vector<std::string>& RecoveryReport() const;
+  // file), and later takeovers of shards from dead processes, one line each naming the file and
+  // offset. Empty for a clean directory.
+  std::vector<std::string> RecoveryReport() const;
 
   const std::string& dir() const;
   const Config& config() const;
