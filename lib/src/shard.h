@@ -180,7 +180,7 @@ class Shard {
   uint64_t write_off_ = 0;
   uint64_t next_entry_ = 0;
   uint32_t until_node_ = 0;  // entries until the next sparse-index node
-  bool closed_ = false;
+  std::atomic<bool> closed_{false};  // set under write_mu_; read without it for messages
   std::atomic<bool> prefault_asked_{false};
   std::atomic<bool> sync_asked_{false};
 
