@@ -7,11 +7,11 @@ BUILD    := build
 OPT      ?= -O2
 CXXFLAGS := -std=c++20 $(OPT) -g -Wall -Wextra -Werror -fPIC -pthread \
             -msse4.2 -Ilib/include -Ilib/src -Ishm $(EXTRA_CXXFLAGS)
-LDLIBS   := -lzstd -pthread
+LDLIBS   := -lzstd -pthread $(EXTRA_LDFLAGS)
 Q        := $(if $(V),,@)
 
 .DELETE_ON_ERROR:
-.PHONY: all lib tools tests benches deps test run bench clean
+.PHONY: all lib tools tests benches deps test run bench sanitize clean
 
 LIB_SRCS  := $(wildcard lib/src/*.cc) $(wildcard shm/*.cc)
 LIB_OBJS  := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LIB_SRCS))
@@ -84,6 +84,14 @@ run: deps
 bench: deps
 	$(Q)$(MAKE) --no-print-directory -j$$(nproc) benches
 	$(Q)$(BUILD)/bin/comet_bench $(BENCH_ARGS)
+
+# The tests again under AddressSanitizer and UndefinedBehaviorSanitizer, in build/asan.
+sanitize: deps
+	$(Q)$(MAKE) --no-print-directory -j$$(nproc) BUILD=build/asan OPT=-O1 \
+	  EXTRA_CXXFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer" \
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build/asan/bin/comet_tests build/asan/bin/comet
+	$(Q)COMET_BIN=$(abspath build/asan/bin/comet) UBSAN_OPTIONS=halt_on_error=1 \
+	  build/asan/bin/comet_tests $(GTEST_ARGS)
 
 clean:
 	rm -rf $(BUILD)
