@@ -46,3 +46,21 @@ TEST_F(RotationTest, EveryBatchSucceedsWhileSparesAreMadeAndTakenConcurrently) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(OpenMultiProcessTest, JoinsAsAMemberAndOwnsEveryShardWhenAlone) {
+  const std::string dir = comet_test::MakeTempDir();
+  ASSERT_FALSE(dir.empty());
+  comet::Config cfg;  // single mode asked for: OpenMultiProcess overrides it
+  auto c = comet::Client::OpenMultiProcess(dir, cfg);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ((*c)->config().concurrency.mode, comet::ConcurrencyMode::kMulti);
+  for (uint32_t s = 0; s < 4; s++) {
+    EXPECT_TRUE((*c)->Append(comet::ShardStreamName("solo", s), "x").ok()) << "shard " << s;
+  }
+  ASSERT_TRUE((*c)->Close().ok());
+  comet_test::RemoveAll(dir);
+}
+
+}  // namespace

@@ -79,6 +79,11 @@ Result<std::unique_ptr<Client>> Client::Open(const std::string& dir, const Confi
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }
 
+Result<std::unique_ptr<Client>> Client::OpenMultiProcess(const std::string& dir, Config cfg) {
+  cfg.concurrency.mode = ConcurrencyMode::kMulti;
+  return Open(dir, cfg);
+}
+
 Status Client::Close() { return impl_->Close(); }
 
 Result<Stream*> Client::GetStream(std::string_view name) { return impl_->GetStream(name); }

@@ -140,6 +140,10 @@ class Client {
   // claim, runs recovery on every stream found (torn tails truncated, corruption reported, the
   // index and control region rebuilt where missing or damaged) before returning.
   static Result<std::unique_ptr<Client>> Open(const std::string& dir, const Config& cfg = {});
+  // Open with concurrency.mode=multi (whatever cfg says): this process joins the directory as
+  // one of many writer processes.
+  static Result<std::unique_ptr<Client>> OpenMultiProcess(const std::string& dir,
+                                                          Config cfg = Config::MultiProcess());
   ~Client();  // closes
 
   // Flushes per sync.mode, stops background work, releases the claim. Idempotent. Calls after
