@@ -1,0 +1,102 @@
+// A full disk: appends fail with FULL, as a whole batch, and nothing already stored is lost.
+// Runs on a small tmpfs mounted for the test (root only; skipped with a message otherwise).
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "comet/client.h"
+#include "test_util.h"
+
+namespace {
+
+using comet::Client;
+using comet::Code;
+using comet::Config;
+using comet::Entry;
+using comet::Status;
+
+class DiskFullTest : public comet_test::TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    if (geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root";
+    mnt_ = Sub("small");
+    ASSERT_EQ(::mkdir(mnt_.c_str(), 0755), 0);
+    if (::mount("comet-test", mnt_.c_str(), "tmpfs", 0, "size=4m") != 0) {
+      GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
+    }
+    mounted_ = true;
+  }
+  void TearDown() override {
+    if (mounted_) {
+      EXPECT_EQ(::umount2(mnt_.c_str(), MNT_DETACH), 0);
+    }
+    TempDirTest::TearDown();
+  }
+  std::string mnt_;
+  bool mounted_ = false;
+};
+
+TEST_F(DiskFullTest, AppendsFailWithFullAndEverythingAcknowledgedStaysReadable) {
+  Config cfg;
+  ASSERT_TRUE(cfg.Set("storage.max_segment_bytes", "512KiB").ok());
+  ASSERT_TRUE(cfg.Set("storage.max_streams", "16").ok());
+  ASSERT_TRUE(cfg.Set("concurrency.max_processes", "4").ok());
+  ASSERT_TRUE(cfg.Set("sync.mode", "none").ok());
+  const std::string dir = mnt_ + "/log";
+  std::vector<std::string> acked;
+  Status last;
+  {
+    auto c = Client::Open(dir, cfg);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    auto s = (*c)->GetStream("full:shard:0000");
+    ASSERT_TRUE(s.ok());
+    for (int i = 0; i < 100000; i++) {
+      std::vector<std::string> batch;
+      std::vector<std::string_view> views;
+      for (int k = 0; k < 10; k++) batch.push_back(comet_test::RandomBytes(i * 10 + k, 1000));
+      for (auto& b : batch) views.push_back(b);
+      last = (*c)->Append(*s, views);
+      if (!last.ok()) break;
+      for (auto& b : batch) acked.push_back(b);
+    }
+    EXPECT_EQ(last.code(), Code::kFull) << last.ToString();
+    EXPECT_NE(last.message().find("full:shard:0000"), std::string::npos) << last.message();
+    ASSERT_GT(acked.size(), 1000u);
+    // The failed batch left nothing behind: the stream ends with the last acknowledged entry.
+    auto len = (*c)->Length("full:shard:0000");
+    ASSERT_TRUE(len.ok());
+    EXPECT_EQ(*len, acked.size());
+    // The same batch again fails the same way (entries that still fit the active segment
+    // would not: only what needs a new segment meets the full disk), and reads still work.
+    std::vector<std::string> again(10, std::string(1000, 'z'));
+    std::vector<std::string_view> views(again.begin(), again.end());
+    for (int k = 0; k < 100 && (last = (*c)->Append(*s, views)).ok(); k++) {
+      for (auto& b : again) acked.push_back(b);
+    }
+    EXPECT_EQ(last.code(), Code::kFull) << last.ToString();
+    Entry e;
+    ASSERT_TRUE((*c)->Read("full:shard:0000", acked.size() - 1, &e).ok());
+    EXPECT_EQ(e.data, acked.back());
+    EXPECT_TRUE((*c)->Close().ok());
+  }
+  // Reopened, every acknowledged entry reads back and nothing else is there.
+  auto c = Client::Open(dir, cfg);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto len = (*c)->Length("full:shard:0000");
+  ASSERT_TRUE(len.ok());
+  EXPECT_EQ(*len, acked.size());
+  for (size_t i = 0; i < acked.size(); i++) {
+    Entry e;
+    Status st = (*c)->Read("full:shard:0000", i, &e);
+    ASSERT_TRUE(st.ok()) << i << ": " << st.ToString();
+    ASSERT_EQ(e.data, acked[i]) << "entry " << i;
+  }
+  EXPECT_TRUE((*c)->Close().ok());
+}
+
+}  // namespace
