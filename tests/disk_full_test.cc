@@ -99,4 +99,35 @@ TEST_F(DiskFullTest, AppendsFailWithFullAndEverythingAcknowledgedStaysReadable) 
   EXPECT_TRUE((*c)->Close().ok());
 }
 
+TEST_F(DiskFullTest, ReadOnlyFilesystemRefusesTheWriterByNameAndStillServesReaders) {
+  Config cfg;
+  ASSERT_TRUE(cfg.Set("storage.max_segment_bytes", "256KiB").ok());
+  ASSERT_TRUE(cfg.Set("storage.max_streams", "16").ok());
+  ASSERT_TRUE(cfg.Set("concurrency.max_processes", "4").ok());
+  const std::string dir = mnt_ + "/log";
+  {
+    auto c = Client::Open(dir, cfg);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    for (int i = 0; i < 100; i++) {
+      ASSERT_TRUE((*c)->Append("ro:shard:0002", "line " + std::to_string(i)).ok());
+    }
+    ASSERT_TRUE((*c)->Close().ok());
+  }
+  ASSERT_EQ(::mount(nullptr, mnt_.c_str(), nullptr, MS_REMOUNT | MS_RDONLY, nullptr), 0)
+      << std::strerror(errno);
+  auto w = Client::Open(dir, cfg);
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.status().code(), Code::kIo) << w.status().ToString();
+  EXPECT_NE(w.status().message().find(dir), std::string::npos) << w.status().message();
+  EXPECT_NE(w.status().message().find("Read-only"), std::string::npos) << w.status().message();
+  Config ro = cfg;
+  ro.open.read_only = true;
+  auto r = Client::Open(dir, ro);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  Entry e;
+  ASSERT_TRUE((*r)->Read("ro:shard:0002", 99, &e).ok());
+  EXPECT_EQ(e.data, "line 99");
+  EXPECT_TRUE((*r)->Close().ok());
+}
+
 }  // namespace
