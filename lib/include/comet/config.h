@@ -60,7 +60,7 @@ struct Config {
   struct Index {
     // One sparse index node every this many entries: a read walks at most interval-1 record
     // headers from its node. Memory: 4 bytes per node.
-    uint32_t interval = 64;
+    uint32_t interval = 16;
   } index;
 
   struct Concurrency {
