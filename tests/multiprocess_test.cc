@@ -53,6 +53,9 @@ namespace format = comet::format;
 using comet_test::FileSize;
 using comet_test::PatchFile;
 using comet_test::ReadAt;
+using comet_test::MonotonicNs;
+using comet_test::ReadFull;
+using comet_test::WriteFull;
 
 constexpr uint32_t kShards = 8;
 
@@ -67,11 +70,6 @@ Config MultiConfig(uint32_t max_processes = 64) {
   return c;
 }
 
-int64_t MonoNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
 
 int64_t RealNs() {
   timespec ts;
@@ -89,37 +87,6 @@ uint32_t ShardOf(const std::string& stream) {
 
 // ---- pipes -----------------------------------------------------------------------------------
 
-// Reads exactly n bytes within timeout_ms. False on EOF, error or timeout.
-bool ReadFull(int fd, void* buf, size_t n, int timeout_ms) {
-  auto* p = static_cast<char*>(buf);
-  const int64_t deadline = MonoNs() + int64_t{timeout_ms} * 1'000'000;
-  while (n > 0) {
-    const int64_t left_ms = (deadline - MonoNs()) / 1'000'000;
-    if (left_ms <= 0) return false;
-    struct pollfd pfd = {fd, POLLIN, 0};
-    int pr = poll(&pfd, 1, static_cast<int>(left_ms));
-    if (pr < 0 && errno != EINTR) return false;
-    if (pr <= 0) continue;
-    ssize_t r = read(fd, p, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
-}
-
-bool WriteFull(int fd, const void* buf, size_t n) {
-  const auto* p = static_cast<const char*>(buf);
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
 
 template <class T>
 bool Send(int fd, const T& v) {
@@ -133,9 +100,9 @@ bool Recv(int fd, T* v, int timeout_ms) {
   char buf[sizeof(T)];
   auto* p = buf;
   size_t n = sizeof buf;
-  const int64_t deadline = MonoNs() + int64_t{timeout_ms} * 1'000'000;
+  const int64_t deadline = MonotonicNs() + int64_t{timeout_ms} * 1'000'000;
   while (n > 0) {
-    const int64_t left_ms = (deadline - MonoNs()) / 1'000'000;
+    const int64_t left_ms = (deadline - MonotonicNs()) / 1'000'000;
     struct pollfd pfd = {fd, POLLIN, 0};
     int pr = left_ms > 0 ? poll(&pfd, 1, static_cast<int>(left_ms)) : 0;
     if (pr < 0 && errno == EINTR) continue;
@@ -228,12 +195,12 @@ class Children {
   // or -1 (killed by a signal) / -2 (timed out), with a description in *what.
   static int Reap(Child* c, int timeout_ms = 20000, std::string* what = nullptr) {
     if (!c->reaped) {
-      const int64_t deadline = MonoNs() + int64_t{timeout_ms} * 1'000'000;
+      const int64_t deadline = MonotonicNs() + int64_t{timeout_ms} * 1'000'000;
       bool timed_out = false;
       for (;;) {
         pid_t r = waitpid(c->pid, &c->status, WNOHANG);
         if (r == c->pid) break;
-        if (MonoNs() >= deadline) {
+        if (MonotonicNs() >= deadline) {
           kill(c->pid, SIGKILL);
           waitpid(c->pid, &c->status, 0);
           timed_out = true;
@@ -379,14 +346,14 @@ class MultiProcessTest : public comet_test::TempDirTest {
   static bool PollStats(const std::string& dir, int timeout_ms,
                         const std::function<bool(const comet::DirectoryStats&)>& pred,
                         comet::DirectoryStats* last = nullptr) {
-    const int64_t deadline = MonoNs() + int64_t{timeout_ms} * 1'000'000;
+    const int64_t deadline = MonotonicNs() + int64_t{timeout_ms} * 1'000'000;
     for (;;) {
       auto st = comet::ReadStats(dir);
       if (st.ok()) {
         if (last) *last = *st;
         if (pred(*st)) return true;
       }
-      if (MonoNs() >= deadline) return false;
+      if (MonotonicNs() >= deadline) return false;
       usleep(5000);
     }
   }
@@ -749,7 +716,7 @@ TEST_F(MultiProcessTest, KilledWorkersShardsAreTakenOverWithEveryAcknowledgedEnt
   while (acks.size() < kAcksBeforeKill && Recv(worker->report, &a, 10000)) acks.push_back(a);
   ASSERT_EQ(acks.size(), kAcksBeforeKill) << Children::DrainText(worker);
   const int status = Children::KillAndReap(worker);
-  const int64_t killed_at = MonoNs();
+  const int64_t killed_at = MonotonicNs();
   ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << Children::Describe(status);
   while (Recv(worker->report, &a, 1000)) acks.push_back(a);  // acks written before death
 
@@ -766,7 +733,7 @@ TEST_F(MultiProcessTest, KilledWorkersShardsAreTakenOverWithEveryAcknowledgedEnt
 
   // The survivor takes every shard over: appends succeed everywhere within ~2 s.
   std::map<uint32_t, EntryId> next_ids;
-  while (next_ids.size() < kShards && MonoNs() - killed_at < 2'000'000'000) {
+  while (next_ids.size() < kShards && MonotonicNs() - killed_at < 2'000'000'000) {
     for (uint32_t s = 0; s < kShards; s++) {
       if (next_ids.count(s)) continue;
       EntryId id;
@@ -779,7 +746,7 @@ TEST_F(MultiProcessTest, KilledWorkersShardsAreTakenOverWithEveryAcknowledgedEnt
     }
     if (next_ids.size() < kShards) usleep(5000);
   }
-  const double takeover_ms = (MonoNs() - killed_at) / 1e6;
+  const double takeover_ms = (MonotonicNs() - killed_at) / 1e6;
   ASSERT_EQ(next_ids.size(), kShards) << "the survivor did not own every shard within 2 s";
   RecordProperty("takeover_ms", std::to_string(takeover_ms));
 
@@ -922,7 +889,7 @@ TEST_F(MultiProcessTest, DeadSlotWithAReusedLivePidIsStillTakenOver) {
         // 'a': try every shard once; 'A': retry NOT_OWNER for up to 2 s. Report the shards
         // whose append succeeded.
         uint32_t mask = 0;
-        const int64_t deadline = MonoNs() + (cmd == 'A' ? 2'000'000'000 : 0);
+        const int64_t deadline = MonotonicNs() + (cmd == 'A' ? 2'000'000'000 : 0);
         for (;;) {
           for (uint32_t s = 0; s < kShards; s++) {
             if (mask >> s & 1) continue;
@@ -930,7 +897,7 @@ TEST_F(MultiProcessTest, DeadSlotWithAReusedLivePidIsStillTakenOver) {
             if (st.ok()) mask |= 1u << s;
             else if (!st.IsNotOwner()) Say(out, st.ToString());
           }
-          if (mask == 0xFF || MonoNs() >= deadline) break;
+          if (mask == 0xFF || MonotonicNs() >= deadline) break;
           usleep(2000);
         }
         if (!Send(out, mask)) return 4;
@@ -1070,9 +1037,9 @@ TEST_F(MultiProcessTest, ReaderProcessSeesNewEntriesAndABlockedWaitWakesWithinMi
     }
     // 1. An entry appended later by the other process becomes readable, no reopen.
     if (!Send(out, 'a')) return 5;
-    const int64_t deadline = MonoNs() + 5'000'000'000;
+    const int64_t deadline = MonotonicNs() + 5'000'000'000;
     Status st;
-    while (!(st = c->Read(*s, 1, &e)).ok() && MonoNs() < deadline) usleep(200);
+    while (!(st = c->Read(*s, 1, &e)).ok() && MonotonicNs() < deadline) usleep(200);
     if (!st.ok() || e.data != "second") {
       Say(out, "entry 1 never showed up: " + st.ToString());
       return 6;
@@ -1085,26 +1052,26 @@ TEST_F(MultiProcessTest, ReaderProcessSeesNewEntriesAndABlockedWaitWakesWithinMi
     // 2. Iterator::Wait blocks until the writer appends entry 2.
     auto it = c->Scan(*s, 2);
     if (!it.ok()) return 8;
-    int64_t start = MonoNs();
+    int64_t start = MonotonicNs();
     if (!Send(out, 'w')) return 9;
     Status ws = it->Wait(10'000'000'000);
-    int64_t woke = MonoNs(), woke_real = RealNs();
+    int64_t woke = MonotonicNs(), woke_real = RealNs();
     Status rs = it->Next(&e);
     if (!Send(out, finish(ws, rs, e, start, woke, woke_real))) return 10;
     // 3. Client::WaitFor blocks until entry 3.
-    start = MonoNs();
+    start = MonotonicNs();
     if (!Send(out, 'W')) return 11;
     ws = c->WaitFor(*s, 3, 10'000'000'000);
-    woke = MonoNs();
+    woke = MonotonicNs();
     woke_real = RealNs();
     rs = c->Read(*s, 3, &e);
     if (!Send(out, finish(ws, rs, e, start, woke, woke_real))) return 12;
     // 4. Nothing arrives: TIMEOUT after the timeout, not before.
-    start = MonoNs();
+    start = MonotonicNs();
     ws = c->WaitFor(*s, 4, 50'000'000);
     Wake t;
     t.code = ws.raw();
-    t.blocked_ns = MonoNs() - start;
+    t.blocked_ns = MonotonicNs() - start;
     if (!Send(out, t)) return 13;
     return c->Close().ok() ? 0 : 14;
   });
@@ -1117,7 +1084,7 @@ TEST_F(MultiProcessTest, ReaderProcessSeesNewEntriesAndABlockedWaitWakesWithinMi
   auto append_stamped = [&](uint64_t expect_entry) {
     usleep(100'000);  // the reader is (or is about to be) asleep in the wait
     std::string payload(8, '\0');
-    const int64_t now = MonoNs();
+    const int64_t now = MonotonicNs();
     std::memcpy(&payload[0], &now, 8);
     payload += "stamped";
     EntryId id;
@@ -1285,12 +1252,12 @@ TEST_F(MultiProcessTest, ProcessThatCreatedAStreamAnotherProcessWritesReadsItsEn
     Client* c = r->get();
     if (!Send(out, 'r') || WaitCommand(in, 30000) != 'g') return 3;
     uint32_t done = 0;
-    const int64_t deadline = MonoNs() + 2'000'000'000;
+    const int64_t deadline = MonotonicNs() + 2'000'000'000;
     while (done < kCount) {
       Status st = c->Append(name, TaggedPayload(7, 1, done));
       if (st.ok()) {
         done++;
-      } else if (!st.IsNotOwner() || MonoNs() > deadline) {
+      } else if (!st.IsNotOwner() || MonotonicNs() > deadline) {
         Say(out, name + ": " + st.ToString());
         return 4;
       } else {
@@ -1413,7 +1380,7 @@ void FinishJoiners(const std::vector<Child*>& kids) {
 }
 
 TEST_F(MultiProcessTest, TwentyRacingProcessesGetDistinctSlotsAndThe65thGetsFull) {
-  const int64_t t0 = MonoNs();
+  const int64_t t0 = MonotonicNs();
   const Config cfg = MultiConfig();  // concurrency.max_processes default: 64
   ASSERT_EQ(Config().concurrency.max_processes, 64u);
   Children kids;
@@ -1452,7 +1419,7 @@ TEST_F(MultiProcessTest, TwentyRacingProcessesGetDistinctSlotsAndThe65thGetsFull
   auto again = Client::Open(dir_, cfg);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   ASSERT_OK((*again)->Close());
-  RecordProperty("seconds", std::to_string((MonoNs() - t0) / 1e9));
+  RecordProperty("seconds", std::to_string((MonotonicNs() - t0) / 1e9));
 }
 
 TEST_F(MultiProcessTest, EightSlotTableTakesEightRacingProcessesAndRefusesTheNinth) {
@@ -1719,7 +1686,7 @@ TEST_F(MultiProcessTest, PreforkChildrenWriteTheirShardsAndTheMasterTakesAllBack
   }
   EXPECT_EQ(retries, 0u) << "PickStream routed to a shard the child could not append to, e.g. "
                          << first_retry;
-  const int64_t children_gone = MonoNs();
+  const int64_t children_gone = MonotonicNs();
 
   // The master sees every child's entries, once each.
   std::set<std::pair<uint32_t, uint32_t>> seen;
@@ -1742,7 +1709,7 @@ TEST_F(MultiProcessTest, PreforkChildrenWriteTheirShardsAndTheMasterTakesAllBack
 
   // ... and takes every shard again within ~1 s of their exit.
   std::set<uint32_t> done;
-  while (done.size() < kShards && MonoNs() - children_gone < 1'000'000'000) {
+  while (done.size() < kShards && MonotonicNs() - children_gone < 1'000'000'000) {
     for (uint32_t s = 0; s < kShards; s++) {
       if (done.count(s)) continue;
       EntryId id;

@@ -40,6 +40,8 @@ using comet::Status;
 namespace format = comet::format;
 using comet_test::FileSize;
 using comet_test::ListFilesRecursive;
+using comet_test::ReadFull;
+using comet_test::WriteFull;
 
 constexpr uint64_t kKiB = 1024;
 constexpr uint64_t kRecHdr = format::kRecordHeaderSize;
@@ -81,36 +83,6 @@ Child Spawn(const std::function<int(int)>& body) {
   return {pid, p[0]};
 }
 
-// Reads exactly n bytes, waiting at most timeout_ms overall. False on EOF or timeout.
-bool ReadFull(int fd, void* buf, size_t n, int timeout_ms) {
-  auto* p = static_cast<char*>(buf);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (n > 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          deadline - std::chrono::steady_clock::now())
-                          .count();
-    if (left <= 0) return false;
-    struct pollfd pfd = {fd, POLLIN, 0};
-    int pr = poll(&pfd, 1, static_cast<int>(left));
-    if (pr <= 0) continue;
-    ssize_t r = read(fd, p, n);
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
-}
-
-bool WriteFull(int fd, const void* buf, size_t n) {
-  const auto* p = static_cast<const char*>(buf);
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w <= 0) return false;
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
 
 // SIGKILLs the child and reaps it; returns the wait status.
 int KillAndReap(Child* c) {

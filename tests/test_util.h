@@ -3,6 +3,8 @@
 #pragma once
 
 #include <fcntl.h>
+#include <poll.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -252,6 +254,46 @@ inline uint64_t Fnv1a64(const void* data, size_t n) {
     h *= 0x100000001b3ull;
   }
   return h;
+}
+
+// ---- pipes between a test and its child processes ---------------------------------------------
+
+inline int64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// Reads exactly n bytes within timeout_ms. False on EOF, error or timeout.
+inline bool ReadFull(int fd, void* buf, size_t n, int timeout_ms) {
+  auto* p = static_cast<char*>(buf);
+  const int64_t deadline = MonotonicNs() + int64_t{timeout_ms} * 1'000'000;
+  while (n > 0) {
+    const int64_t left_ms = (deadline - MonotonicNs()) / 1'000'000;
+    if (left_ms <= 0) return false;
+    struct pollfd pfd = {fd, POLLIN, 0};
+    int pr = poll(&pfd, 1, static_cast<int>(left_ms));
+    if (pr < 0 && errno != EINTR) return false;
+    if (pr <= 0) continue;
+    ssize_t r = read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+inline bool WriteFull(int fd, const void* buf, size_t n) {
+  const auto* p = static_cast<const char*>(buf);
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
 }
 
 }  // namespace comet_test
