@@ -3,33 +3,21 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cinttypes>
-#include <cstdio>
 
 #include "client_impl.h"
 #include "clock.h"
 #include "env.h"
+#include "text.h"
 
 namespace comet::internal {
 
 namespace {
 
 bool ParseHex(const std::string& s, size_t width, uint32_t* out) {
-  if (s.size() != width) return false;
-  uint32_t v = 0;
-  for (char c : s) {
-    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-    if (d < 0) return false;
-    v = v << 4 | static_cast<uint32_t>(d);
-  }
-  *out = v;
+  uint64_t v;
+  if (!text::ParseUpperHex(s, width, &v)) return false;
+  *out = static_cast<uint32_t>(v);
   return true;
-}
-
-std::string Hex8(uint32_t v) {
-  char b[16];
-  std::snprintf(b, sizeof b, "%08" PRIX32, v);
-  return b;
 }
 
 }  // namespace
@@ -266,7 +254,7 @@ Result<uint32_t> ClientImpl::RegisterPrefix(const std::string& prefix) {
     if (!st.ok()) return st;
     for (;;) {
       uint32_t id = next_prefix_id_++;
-      std::string final_dir = env::Join(streams, Hex8(id));
+      std::string final_dir = env::Join(streams, text::UpperHex(id, 8));
       if (rename(tmp.c_str(), final_dir.c_str()) == 0) {
         if (Status s2 = env::FsyncDir(streams); !s2.ok()) return s2;
         return id;

@@ -6,14 +6,13 @@
 #include <fcntl.h>
 
 #include <algorithm>
-#include <cinttypes>
-#include <cstdio>
 #include <cstring>
 
 #include "clock.h"
 #include "compress.h"
 #include "control.h"
 #include "env.h"
+#include "text.h"
 
 namespace comet::internal {
 
@@ -37,17 +36,7 @@ void Wakeup::Wait(int64_t timeout_ns) {
   seen_ = seq_.load(std::memory_order_acquire);
 }
 
-// ---- helpers ---------------------------------------------------------------------------------
-
-namespace {
-
-std::string Hex(uint64_t v, int width) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%0*" PRIX64, width, v);
-  return buf;
-}
-
-}  // namespace
+using text::UpperHex;
 
 // ---- construction, paths ---------------------------------------------------------------------
 
@@ -57,13 +46,13 @@ Shard::Shard(const ShardContext* ctx, uint32_t prefix_id, std::string prefix, ui
       shard_(shard),
       prefix_(std::move(prefix)),
       name_(ShardStreamName(prefix_, shard)),
-      dir_(env::Join(ctx->root, "streams/" + Hex(prefix_id, 8) + "/" + Hex(shard, 4))),
-      rel_dir_("streams/" + Hex(prefix_id, 8) + "/" + Hex(shard, 4)) {}
+      dir_(env::Join(ctx->root, "streams/" + UpperHex(prefix_id, 8) + "/" + UpperHex(shard, 4))),
+      rel_dir_("streams/" + UpperHex(prefix_id, 8) + "/" + UpperHex(shard, 4)) {}
 
 Shard::~Shard() = default;
 
 std::string Shard::SegmentPath(uint64_t base, const char* ext) const {
-  return env::Join(dir_, Hex(base, 16) + "." + ext);
+  return env::Join(dir_, UpperHex(base, 16) + "." + ext);
 }
 
 // A file name of its own for every segment file being prepared: a spare still being renamed
@@ -74,7 +63,7 @@ std::string Shard::TempName(const char* what) {
 }
 
 std::string Shard::SegmentRel(uint64_t base, const char* ext) const {
-  return rel_dir_ + "/" + Hex(base, 16) + "." + ext;
+  return rel_dir_ + "/" + UpperHex(base, 16) + "." + ext;
 }
 
 Status Shard::EnsureDir() {

@@ -7,6 +7,7 @@
 
 #include "control.h"
 #include "env.h"
+#include "text.h"
 
 namespace comet::internal {
 
@@ -15,16 +16,8 @@ using namespace format;
 namespace {
 
 bool ParseSegmentName(const std::string& name, uint64_t* base) {
-  if (name.size() != 20 || name.compare(16, 4, ".seg") != 0) return false;
-  uint64_t v = 0;
-  for (int i = 0; i < 16; i++) {
-    char c = name[i];
-    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-    if (d < 0) return false;
-    v = v << 4 | static_cast<uint64_t>(d);
-  }
-  *base = v;
-  return true;
+  return name.size() == 20 && name.compare(16, 4, ".seg") == 0 &&
+         text::ParseUpperHex(std::string_view(name).substr(0, 16), 16, base);
 }
 
 }  // namespace

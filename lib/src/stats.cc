@@ -43,12 +43,6 @@ using text::Utf8SequenceLength;
 // One byte more than a prefix may have, so an overlong file is read as overlong, not cut valid.
 constexpr size_t kMaxPrefixFileBytes = format::kMaxPrefixLen + 1;
 
-std::string Hex(uint64_t v, int width) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "%0*" PRIX64, width, v);
-  return buf;
-}
-
 // Reads at most kMaxPrefixFileBytes: a damaged or foreign PREFIX file must not make a reader
 // allocate without bound.
 std::string ReadBounded(const std::string& path) {
@@ -70,7 +64,7 @@ std::string ReadBounded(const std::string& path) {
 // The prefix named by DIR/streams/<id>/PREFIX, or "?" when that file is missing or not a valid
 // prefix (the writer recovers it from a segment header on its next open; a reader must not).
 std::string PrefixName(const std::string& dir, uint32_t prefix_id) {
-  std::string text = ReadBounded(env::Join(dir, "streams/" + Hex(prefix_id, 8) + "/PREFIX"));
+  std::string text = ReadBounded(env::Join(dir, "streams/" + text::UpperHex(prefix_id, 8) + "/PREFIX"));
   return ValidatePrefix(text).ok() ? text : "?";
 }
 
@@ -126,7 +120,7 @@ StreamStats ReadShard(const format::ShardSlot& slot, const std::string& prefix) 
   st.prefix_id = slot.prefix_id;
   st.shard = slot.shard;
   // Not ShardStreamName: the shard number comes from shared memory and is not trusted to fit.
-  st.name = prefix + ":shard:" + Hex(slot.shard, 4);
+  st.name = prefix + ":shard:" + text::UpperHex(slot.shard, 4);
   uint64_t owner = slot.owner.load(std::memory_order_acquire);
   st.owner_slot = owner == 0 ? -1 : static_cast<int32_t>((owner >> 32) - 1);
   auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };

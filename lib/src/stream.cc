@@ -3,13 +3,12 @@
 #include <cstdio>
 
 #include "comet/format.h"
+#include "text.h"
 
 namespace comet {
 namespace {
 
 constexpr std::string_view kShardInfix = ":shard:";
-
-bool IsUpperHex(char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); }
 
 }  // namespace
 
@@ -40,22 +39,19 @@ Result<StreamName> ParseStreamName(std::string_view name) {
   if (pos == std::string_view::npos) return bad("no ':shard:' part");
   std::string_view digits = name.substr(pos + kShardInfix.size());
   if (digits.size() != 4) return bad("shard number must be exactly 4 hex digits");
-  uint32_t shard = 0;
-  for (char c : digits) {
-    if (!IsUpperHex(c)) return bad("shard number must be upper-case hex digits");
-    shard = shard * 16 + static_cast<uint32_t>(c <= '9' ? c - '0' : c - 'A' + 10);
+  uint64_t shard = 0;
+  if (!text::ParseUpperHex(digits, 4, &shard)) {
+    return bad("shard number must be upper-case hex digits");
   }
   std::string_view prefix = name.substr(0, pos);
   if (Status s = ValidatePrefix(prefix); !s.ok()) return bad(s.message());
-  return StreamName{std::string(prefix), shard};
+  return StreamName{std::string(prefix), static_cast<uint32_t>(shard)};
 }
 
 std::string ShardStreamName(std::string_view prefix, uint32_t shard) {
-  char digits[8];
-  std::snprintf(digits, sizeof digits, "%04X", shard & 0xFFFF);
   std::string s(prefix);
   s += kShardInfix;
-  s += digits;
+  s += text::UpperHex(shard & 0xFFFF, 4);
   return s;
 }
 

@@ -97,4 +97,22 @@ std::string Format(const char* fmt, ...) {
   return out;
 }
 
+std::string UpperHex(uint64_t v, int width) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%0*llX", width, static_cast<unsigned long long>(v));
+  return buf;
+}
+
+bool ParseUpperHex(std::string_view s, size_t width, uint64_t* out) {
+  if (s.size() != width) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (d < 0) return false;
+    v = v << 4 | static_cast<uint64_t>(d);
+  }
+  *out = v;
+  return true;
+}
+
 }  // namespace comet::text

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -14,6 +15,11 @@ size_t Utf8SequenceLength(std::string_view s, size_t i);
 // Appends s as a JSON string literal: always valid JSON; control characters and every byte that
 // is not part of valid UTF-8 become \u00XX.
 void AppendJsonString(std::string* out, std::string_view s);
+
+// Fixed-width upper-case hexadecimal, as in Comet's file and directory names and stream names.
+std::string UpperHex(uint64_t v, int width);
+// Parses exactly `width` upper-case hex digits (no more, no fewer); false otherwise.
+bool ParseUpperHex(std::string_view s, size_t width, uint64_t* out);
 
 // printf into a std::string.
 std::string Format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
