@@ -148,12 +148,15 @@ class Shard {
   uint64_t EntriesBelow(Segment* seg, uint64_t end, uint64_t committed) const;
   Result<std::shared_ptr<Segment>> NewSegment(uint64_t base, uint64_t capacity);
   void Rotate(std::shared_ptr<Segment> next);
-  Status EnsureReady(const std::shared_ptr<Segment>& seg);
+  Status ScanUnless(const std::shared_ptr<Segment>& seg, Segment::State enough);
+  Status EnsureReady(const std::shared_ptr<Segment>& seg) {
+    return ScanUnless(seg, Segment::kUntrusted);
+  }
+  Status ScanFully(const std::shared_ptr<Segment>& seg) { return ScanUnless(seg, Segment::kTrusted); }
   Status LoadLocked(std::vector<std::string>* problems, bool writer);
   // The byte limit a follower may read in an unsealed segment without passing the file's end.
   uint64_t FollowerLimit(Segment& s);
   uint64_t ReadLimit(Segment& s);
-  Status ScanFully(const std::shared_ptr<Segment>& seg);
   Status Refresh();
   void CountCorrupt(uint64_t n);
   Status LoadSegments(std::vector<std::shared_ptr<Segment>>* segs,

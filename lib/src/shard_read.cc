@@ -57,32 +57,20 @@ Status Shard::Locate(uint64_t e, std::shared_ptr<Segment>* seg, uint64_t* resume
   return Status::NotFound(name_ + ": entry " + std::to_string(e) + " does not exist yet");
 }
 
-Status Shard::EnsureReady(const std::shared_ptr<Segment>& seg) {
-  if (seg->state() != Segment::kUnindexed) return Status::Ok();
+// Scans a segment and adopts what the scan found, unless its state already reaches `enough`:
+// kUntrusted to get an index (EnsureReady), kTrusted to get a complete damage map (ScanFully).
+// The limit never passes what is provably in the file (ReadLimit), which matters for a follower
+// whose writer may truncate a segment it just sealed.
+Status Shard::ScanUnless(const std::shared_ptr<Segment>& seg, Segment::State enough) {
+  if (seg->state() >= enough) return Status::Ok();
   std::lock_guard lk(seg->scan_mutex());
-  if (seg->state() != Segment::kUnindexed) return Status::Ok();
+  if (seg->state() >= enough) return Status::Ok();
   ScanHints hints;
-  uint64_t limit = seg->map_len();
+  const uint64_t limit = ReadLimit(*seg);
   if (seg->sealed()) {
     hints.expected_count = seg->sealed_count();
-    limit = seg->data_end();
   } else if (slot_ && slot_->active_base.load(std::memory_order_acquire) == seg->base()) {
     hints.acknowledged_end = slot_->committed_offset.load(std::memory_order_acquire);
-  }
-  ScanResult r = seg->Scan(limit, hints);
-  CountCorrupt(r.bad.size());
-  seg->AdoptScan(&r);
-  return Status::Ok();
-}
-
-Status Shard::ScanFully(const std::shared_ptr<Segment>& seg) {
-  std::lock_guard lk(seg->scan_mutex());
-  if (seg->state() == Segment::kTrusted) return Status::Ok();
-  ScanHints hints;
-  uint64_t limit = seg->map_len();
-  if (seg->sealed()) {
-    hints.expected_count = seg->sealed_count();
-    limit = seg->data_end();
   }
   ScanResult r = seg->Scan(limit, hints);
   CountCorrupt(r.bad.size());
