@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <time.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -294,6 +295,39 @@ inline bool WriteFull(int fd, const void* buf, size_t n) {
     n -= static_cast<size_t>(w);
   }
   return true;
+}
+
+// ---- the `comet` tool as a real process ------------------------------------------------------
+
+struct ToolRun {
+  int status = -1;    // exit code, or -1 if it did not exit normally
+  std::string out;    // stdout
+  std::string err;    // stderr
+};
+
+// The tool binary: $COMET_BIN (set by `make test`), else build/bin/comet.
+inline std::string ToolBinary() {
+  const char* bin = std::getenv("COMET_BIN");
+  return bin && *bin ? bin : "build/bin/comet";
+}
+
+// Runs `comet ARGS` through the shell with `input` on stdin; `scratch` is a directory for the
+// stdin and stderr files.
+inline ToolRun RunTool(const std::string& args, const std::string& scratch,
+                       const std::string& input = "") {
+  const std::string in = scratch + "/stdin.txt", err = scratch + "/stderr.txt";
+  ToolRun r;
+  if (!WriteFile(in, input)) return r;
+  std::string cmd = "'" + ToolBinary() + "' " + args + " < '" + in + "' 2>'" + err + "'";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.err = ReadFile(err);
+  return r;
 }
 
 }  // namespace comet_test

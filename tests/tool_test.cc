@@ -1,6 +1,4 @@
 // The `comet` tool, run as a real process: what it prints and how it exits.
-#include <sys/wait.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -11,34 +9,19 @@ namespace {
 
 using comet_test::TempDirTest;
 
-struct ToolRun {
-  int status = -1;
-  std::string out;
-};
+using comet_test::ToolRun;
 
-// Runs `comet ARGS` through the shell (stdin from `input` via a file), capturing stdout.
+// Runs `comet ARGS` with `input` on stdin; stderr is left in Sub("stderr.txt").
 class ToolTest : public TempDirTest {
  protected:
   void SetUp() override {
     TempDirTest::SetUp();
-    const char* bin = std::getenv("COMET_BIN");
-    bin_ = bin && *bin ? bin : "build/bin/comet";
+    bin_ = comet_test::ToolBinary();
     if (!comet_test::FileExists(bin_)) GTEST_SKIP() << "no comet binary at " << bin_ << " (set COMET_BIN)";
   }
 
   ToolRun Comet(const std::string& args, const std::string& input = "") {
-    std::string in = Sub("stdin.txt");
-    EXPECT_TRUE(comet_test::WriteFile(in, input));
-    std::string cmd = "'" + bin_ + "' " + args + " < '" + in + "' 2>'" + Sub("stderr.txt") + "'";
-    ToolRun r;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
+    return comet_test::RunTool(args, dir_, input);
   }
 
   std::string Data() const { return dir_ + "/data"; }

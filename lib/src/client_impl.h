@@ -93,6 +93,7 @@ class ClientImpl {
  private:
   Status ClaimDirectory();
   Status LoadPrefixes();
+  void RemoveCrashLeftovers();
   Result<uint32_t> RegisterPrefix(const std::string& prefix);
   Result<std::shared_ptr<Shard>> LoadShard(uint32_t prefix_id, const std::string& prefix,
                                            uint32_t shard);

@@ -20,6 +20,13 @@ bool ParseHex(const std::string& s, size_t width, uint32_t* out) {
   return true;
 }
 
+// Removes the temporary directory of a prefix registration that did not finish.
+void RemoveRegistration(const std::string& tmp_dir) {
+  (void)env::Unlink(env::Join(tmp_dir, kPrefixFile));
+  (void)env::Unlink(env::Join(tmp_dir, std::string(kPrefixFile) + ".tmp"));
+  rmdir(tmp_dir.c_str());
+}
+
 }  // namespace
 
 Status LockByte(int fd, off_t byte, short type, bool wait, const std::string& path) {
@@ -104,6 +111,7 @@ Status ClientImpl::Open() {
   // Creating or rebuilding the control region, and joining, happen one process at a time.
   if (Status st = LockByte(lock_fd_, kSetupByte, F_WRLCK, true, lock_path); !st.ok()) return st;
   Status st = [&]() -> Status {
+    RemoveCrashLeftovers();
     std::string note;
     Result<std::unique_ptr<shm::ControlRegion>> c = shm::ControlRegion::OpenWriter(
         ctx_.root, ctx_.cfg.storage.max_streams, ctx_.cfg.concurrency.max_processes, &note);
@@ -134,6 +142,25 @@ Status ClientImpl::Open() {
   }
   StartThreads();
   return Status::Ok();
+}
+
+// Temporary files of the directory itself that a crash can leave: the control file being built
+// (its builder holds the setup lock, which the caller holds now) and, when this process is the
+// only writer, prefix registrations cut short. Shard directories are cleaned by their writer.
+void ClientImpl::RemoveCrashLeftovers() {
+  (void)env::Unlink(env::Join(ctx_.root, std::string(shm::ControlRegion::kFileName) + ".tmp"));
+  if (multi_) return;  // other members may be registering prefixes right now
+  const std::string streams = env::Join(ctx_.root, kStreamsDir);
+  Result<std::vector<std::string>> names = env::ListDir(streams);
+  if (!names.ok()) return;
+  for (const std::string& n : *names) {
+    const std::string p = env::Join(streams, n);
+    if (n.starts_with(".new-")) {
+      RemoveRegistration(p);
+    } else {
+      (void)env::Unlink(env::Join(p, std::string(kPrefixFile) + ".tmp"));
+    }
+  }
 }
 
 void ClientImpl::StartThreads() {
@@ -243,9 +270,7 @@ Result<uint32_t> ClientImpl::RegisterPrefix(const std::string& prefix) {
         if (text.ok() && *text == prefix) return id;  // another process registered it
       } else if (n.starts_with(".new-")) {
         // Left by a registration that died mid-way (we hold the registry lock).
-        std::string p = env::Join(streams, n);
-        (void)env::Unlink(env::Join(p, kPrefixFile));
-        rmdir(p.c_str());
+        RemoveRegistration(env::Join(streams, n));
       }
     }
     std::string tmp = env::Join(streams, ".new-" + std::to_string(getpid()));

@@ -67,12 +67,8 @@ Status DecodeSegmentHeader(const char* p, size_t n, const std::string& path, Seg
   if (load32(p + seg::kMagic) != kSegmentMagic) {
     return Status::Corrupt("segment " + path + " has a bad magic number at offset 0");
   }
-  uint16_t major = load16(p + seg::kMajor);
-  if (major != kFormatMajor) {
-    return Status::Version("segment " + path + " has format version " + std::to_string(major) +
-                           "." + std::to_string(load16(p + seg::kMinor)) +
-                           "; this build reads version " + std::to_string(kFormatMajor) + ".x");
-  }
+  // The CRC first: it covers the version, so a damaged version field is damage, never taken for
+  // a newer format (every major keeps bytes [0,48) and the CRC's coverage).
   uint32_t plen = load32(p + seg::kPrefixLen);
   if (plen == 0 || plen > kMaxPrefixLen || load32(p + seg::kHeaderSize) != kSegmentHeaderSize) {
     return Status::Corrupt("segment " + path + " has a malformed header");
@@ -80,6 +76,12 @@ Status DecodeSegmentHeader(const char* p, size_t n, const std::string& path, Seg
   uint32_t crc = load32(p + seg::kHeaderCrc);
   if (crc != HeaderCrc(p, plen)) {
     return Status::Corrupt("segment " + path + " header fails its CRC (offset 40)");
+  }
+  uint16_t major = load16(p + seg::kMajor);
+  if (major != kFormatMajor) {
+    return Status::Version("segment " + path + " has format version " + std::to_string(major) +
+                           "." + std::to_string(load16(p + seg::kMinor)) +
+                           "; this build reads version " + std::to_string(kFormatMajor) + ".x");
   }
   out->major = major;
   out->prefix_id = load32(p + seg::kPrefixId);
@@ -178,7 +180,8 @@ Result<std::shared_ptr<Segment>> Segment::Create(const std::string& path, const 
 }
 
 Result<std::shared_ptr<Segment>> Segment::Open(const std::string& path, const std::string& rel,
-                                               uint32_t index_interval, bool writable) {
+                                               uint32_t index_interval, bool writable,
+                                               uint64_t name_base) {
   Result<int> fd = env::OpenFile(path, writable ? O_RDWR : O_RDONLY);
   if (!fd.ok()) return fd.status();
   Result<uint64_t> size = env::FileSize(*fd, path);
@@ -188,15 +191,27 @@ Result<std::shared_ptr<Segment>> Segment::Open(const std::string& path, const st
   }
   auto s = std::make_shared<Segment>(path, rel, index_interval, std::max<uint64_t>(*size, 1));
   s->fd_ = *fd;
+  Status st;
   if (*size < kSegmentHeaderSize) {
-    return Status::Corrupt("segment " + path + " is " + std::to_string(*size) +
-                           " bytes, shorter than its header");
+    st = Status::Corrupt("segment " + path + " is " + std::to_string(*size) +
+                         " bytes, shorter than its " + std::to_string(kSegmentHeaderSize) +
+                         "-byte header");
+  } else {
+    Result<char*> m = env::Map(s->fd_, *size, writable, path);
+    if (!m.ok()) return m.status();
+    s->map_ = *m;
+    s->map_len_ = *size;
+    st = DecodeSegmentHeader(s->map_, s->map_len_, path, &s->header_);
   }
-  Result<char*> m = env::Map(s->fd_, *size, writable, path);
-  if (!m.ok()) return m.status();
-  s->map_ = *m;
-  s->map_len_ = *size;
-  Status st = DecodeSegmentHeader(s->map_, s->map_len_, path, &s->header_);
+  if (st.code() == Code::kCorrupt) {
+    // Damage to this segment only: it keeps its place (and its entries their numbers) by the
+    // base in its file name, and every entry in it reads as CORRUPT.
+    s->header_error_ = st.message();
+    s->header_ = SegmentHeader{};
+    s->header_.base_entry = name_base;
+    s->set_state(kTrusted);
+    return s;
+  }
   if (!st.ok()) return st;
   return s;
 }
@@ -457,6 +472,7 @@ uint64_t Segment::OffsetOf(uint64_t e) const {
 }
 
 bool Segment::IsBad(uint64_t e) const {
+  if (!header_error_.empty()) return true;
   return !bad_.empty() && std::binary_search(bad_.begin(), bad_.end(), e);
 }
 

@@ -105,9 +105,12 @@ class Segment {
   static Result<std::shared_ptr<Segment>> Create(const std::string& path, const std::string& rel,
                                                  uint32_t index_interval, uint64_t capacity,
                                                  uint64_t prefault);
-  // Opens an existing segment file and decodes its header (no records are read).
+  // Opens an existing segment file and decodes its header (no records are read). A damaged
+  // header (CORRUPT) still gives a segment: header_error() says why, its base is `name_base`
+  // (from the file name) and every entry in it is bad. VERSION for another major.
   static Result<std::shared_ptr<Segment>> Open(const std::string& path, const std::string& rel,
-                                               uint32_t index_interval, bool writable);
+                                               uint32_t index_interval, bool writable,
+                                               uint64_t name_base);
 
   // Writes the header of a freshly created segment and gives the file its final name.
   Status Activate(SegmentHeader* h, const std::string& final_path, const std::string& final_rel);
@@ -149,6 +152,8 @@ class Segment {
   uint64_t OffsetOf(uint64_t e) const;
   // True if entry `e` is known damaged.
   bool IsBad(uint64_t e) const;
+  // Why the header is not trusted; empty when it is fine.
+  const std::string& header_error() const { return header_error_; }
   bool damaged() const { return !offsets_.empty(); }
 
   // Checks one record at `off` (its end must be within `limit`): false if header or CRC is bad.
@@ -191,6 +196,7 @@ class Segment {
  private:
   std::string path_, rel_;
   SegmentHeader header_;
+  std::string header_error_;
   Status MapForReaders();
 
   int fd_ = -1;

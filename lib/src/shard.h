@@ -70,6 +70,9 @@ struct ShardContext {
   }
 };
 
+// "entries A..B" for `count` entries from `from`, or "no entries".
+std::string EntryRange(uint64_t from, uint64_t count);
+
 class Shard {
  public:
   Shard(const ShardContext* ctx, uint32_t prefix_id, std::string prefix, uint32_t shard);
@@ -159,6 +162,9 @@ class Shard {
   uint64_t ReadLimit(Segment& s);
   Status Refresh();
   void CountCorrupt(uint64_t n);
+  uint64_t DamagedCount(const std::vector<std::shared_ptr<Segment>>& segs, size_t i,
+                        uint64_t committed);
+  void SetAside(Segment& s, std::vector<std::string>* problems);
   Status LoadSegments(std::vector<std::shared_ptr<Segment>>* segs,
                       std::vector<std::string>* problems, bool writable);
 

@@ -88,8 +88,10 @@ Status Shard::ReadAt(const std::shared_ptr<Segment>& seg, uint64_t e, uint64_t* 
     };
     if (state == Segment::kTrusted && seg->IsBad(e)) {
       *off = Segment::kBadOffset;
+      const std::string why = seg->header_error().empty() ? "it failed its CRC"
+                                                          : seg->header_error();
       return Status::Corrupt(name_ + ": entry " + std::to_string(e) + " in segment " + seg->rel() +
-                             " failed its CRC; it is not returned");
+                             " is not returned: " + why);
     }
     uint64_t o = (*off != Segment::kBadOffset && !seg->damaged()) ? *off : seg->OffsetOf(e);
     const uint64_t limit = ReadLimit(*seg);
@@ -188,6 +190,12 @@ uint64_t Shard::Verify(std::vector<std::string>* problems) {
   }
   uint64_t bad = 0;
   for (auto& s : segs) {
+    if (!s->header_error().empty()) {
+      const uint64_t n = s->sealed() ? s->sealed_count() : 0;
+      problems->push_back(s->header_error() + "; " + EntryRange(s->base(), n) + " unreadable");
+      bad += n;
+      continue;
+    }
     if (!writer_.load(std::memory_order_acquire)) s->SealVisible();
     (void)EnsureReady(s);
     ScanHints hints;

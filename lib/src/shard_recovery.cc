@@ -34,19 +34,25 @@ Status Shard::LoadSegments(std::vector<std::shared_ptr<Segment>>* segs,
     uint64_t base;
     if (ParseSegmentName(n, &base)) {
       files.emplace_back(base, n);
-    } else if (writable && n.size() > 4 && n[0] == '.' && n.ends_with(".tmp")) {
-      (void)env::Unlink(env::Join(dir_, n));  // an unfinished spare or index from a crash
+    } else if (writable && n.ends_with(".tmp")) {
+      // An unfinished segment, spare or index file (<base>.idx.tmp) left by a crash: only this
+      // shard's writer creates files here, and it is this process now.
+      (void)env::Unlink(env::Join(dir_, n));
     }
   }
   std::sort(files.begin(), files.end());
   for (auto& [base, n] : files) {
     std::string path = env::Join(dir_, n), rel = rel_dir_ + "/" + n;
     Result<std::shared_ptr<Segment>> s =
-        Segment::Open(path, rel, ctx_->cfg.index.interval, writable);
+        Segment::Open(path, rel, ctx_->cfg.index.interval, writable, base);
     if (!s.ok()) {
       if (s.status().code() == Code::kVersion) return s.status();
       problems->push_back(s.status().message() + "; its entries are unreadable");
       CountCorrupt(1);
+      continue;
+    }
+    if (!(*s)->header_error().empty()) {
+      segs->push_back(std::move(*s));  // its entries are counted and reported by the caller
       continue;
     }
     const SegmentHeader& h = (*s)->header();
@@ -60,6 +66,36 @@ Status Shard::LoadSegments(std::vector<std::shared_ptr<Segment>>* segs,
     segs->push_back(std::move(*s));
   }
   return Status::Ok();
+}
+
+// Entries of a segment whose header is damaged: up to the next segment's base, or for the last
+// one, up to the committed end the control region remembers, or else the records still found
+// in it. Numbers past them are never handed out again.
+uint64_t Shard::DamagedCount(const std::vector<std::shared_ptr<Segment>>& segs, size_t i,
+                             uint64_t committed) {
+  Segment& s = *segs[i];
+  if (i + 1 < segs.size()) return segs[i + 1]->base() - s.base();
+  uint64_t count = committed > s.base() ? committed - s.base() : 0;
+  if (s.map_len() >= kSegmentHeaderSize) {
+    ScanHints probe;
+    probe.fill_index = false;
+    count = std::max(count, s.Scan(s.map_len(), probe).count);
+  }
+  return count;
+}
+
+// A damaged last segment that provably holds no entry gives its file name to the next segment:
+// its bytes are kept under another name for a post-mortem.
+void Shard::SetAside(Segment& s, std::vector<std::string>* problems) {
+  const std::string to = s.path() + ".damaged";
+  if (env::Rename(s.path(), to).ok()) {
+    problems->push_back("segment " + s.rel() + " moved aside to " + s.rel() + ".damaged");
+  }
+}
+
+std::string EntryRange(uint64_t from, uint64_t count) {
+  if (count == 0) return "no entries";
+  return "entries " + std::to_string(from) + ".." + std::to_string(from + count - 1);
 }
 
 Status Shard::Load(std::vector<std::string>* problems, bool as_writer) {
@@ -100,7 +136,8 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
   // A crash between creating a segment for a batch and publishing the batch leaves an empty
   // last segment whose base counts entries that were never written: drop it, so numbering goes
   // on from the data (the acknowledged-number rule below still applies).
-  if (writer && segs.size() > 1 && !segs.back()->header().sealed &&
+  if (writer && segs.size() > 1 && segs.back()->header_error().empty() &&
+      !segs.back()->header().sealed &&
       !(hinted && hint_entry > segs.back()->base())) {
     Segment& last = *segs.back();
     ScanHints probe;
@@ -120,6 +157,15 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
     Segment& s = *segs[i];
     const bool last = i + 1 == segs.size();
     const std::string idx = SegmentPath(s.base(), "idx");
+    if (!s.header_error().empty()) {
+      const uint64_t count = DamagedCount(segs, i, hinted ? hint_entry : 0);
+      s.MarkSealed(count, s.map_len());
+      problems->push_back(s.header_error() + "; " + EntryRange(s.base(), count) + " unreadable");
+      CountCorrupt(count);
+      if (writer && last && count == 0) SetAside(s, problems);
+      next = s.base() + count;
+      continue;
+    }
     if (s.header().sealed && s.header().sealed_end <= s.map_len() &&
         s.header().sealed_end >= kSegmentHeaderSize) {
       s.MarkSealed(s.header().sealed_count, s.header().sealed_end);
