@@ -378,5 +378,6 @@ void RegisterBaselineBenchmarks();
 void RegisterAppendBenchmarks();
 void RegisterReadBenchmarks();
 void RegisterMultiProcessBenchmarks();
+void RegisterProbeBenchmarks();
 
 }  // namespace comet_bench

@@ -492,6 +492,7 @@ int main(int argc, char** argv) {
     RegisterAppendBenchmarks();
     RegisterReadBenchmarks();
     RegisterMultiProcessBenchmarks();
+    RegisterProbeBenchmarks();
   }
 
   benchmark::Initialize(&nargs, args.data());

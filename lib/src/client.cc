@@ -3,10 +3,26 @@
 
 #include "client_impl.h"
 #include "clock.h"
+#include "probes.h"
 
 namespace comet {
 
 using internal::ClientImpl;
+using internal::kProbeAll;
+
+namespace {
+
+// Probe arguments, evaluated only while a probe is attached.
+uint32_t ProbePrefix(const Stream* s) { return s ? s->prefix_id() : kProbeAll; }
+uint32_t ProbeShard(const Stream* s) { return s ? s->shard() : kProbeAll; }
+uint64_t PayloadBytes(std::span<const std::string_view> entries) {
+  uint64_t n = 0;
+  for (std::string_view e : entries) n += e.size();
+  return n;
+}
+int ProbeStatus(const Status& st) { return static_cast<int>(st.code()); }
+
+}  // namespace
 
 // ---- Entry, Iterator, Stream -----------------------------------------------------------------
 
@@ -89,16 +105,24 @@ Status Client::Close() { return impl_->Close(); }
 Result<Stream*> Client::GetStream(std::string_view name) { return impl_->GetStream(name); }
 
 Status Client::Append(Stream* s, std::span<const std::string_view> entries, EntryId* ids_out) {
-  if (Status st = impl_->CheckOpen(); !st.ok()) return st;
-  if (!s) return Status::Invalid("null stream handle");
-  // Timing every call would cost a quarter of a single append (two TSC reads and three locked
-  // adds on this class of machine): one call in kAppendSample is timed and counts for all.
-  thread_local uint32_t calls = 0;
-  if (++calls % internal::kAppendSample != 0) return s->shard_->Append(entries, ids_out);
-  const uint64_t t0 = internal::Ticks();
-  Status st = s->shard_->Append(entries, ids_out);
-  impl_->ctx_.Record(format::kOpAppend, internal::TicksToNs(internal::Ticks() - t0),
-                     internal::kAppendSample);
+  auto append = [&]() -> Status {
+    if (Status st = impl_->CheckOpen(); !st.ok()) return st;
+    if (!s) return Status::Invalid("null stream handle");
+    // Timing every call would cost a quarter of a single append (two TSC reads and three locked
+    // adds on this class of machine): one call in kAppendSample is timed and counts for all.
+    thread_local uint32_t calls = 0;
+    if (++calls % internal::kAppendSample != 0) return s->shard_->Append(entries, ids_out);
+    const uint64_t t0 = internal::Ticks();
+    Status st = s->shard_->Append(entries, ids_out);
+    impl_->ctx_.Record(format::kOpAppend, internal::TicksToNs(internal::Ticks() - t0),
+                       internal::kAppendSample);
+    return st;
+  };
+  if (!COMET_PROBE_PAIR_ENABLED(append)) return append();
+  COMET_PROBE(append_start, ProbePrefix(s), ProbeShard(s), entries.size(), PayloadBytes(entries));
+  Status st = append();
+  COMET_PROBE(append_done, ProbePrefix(s), ProbeShard(s), entries.size(), PayloadBytes(entries),
+              ProbeStatus(st));
   return st;
 }
 
@@ -110,16 +134,24 @@ Status Client::Append(std::string_view stream, std::span<const std::string_view>
 }
 
 Status Client::Sync() {
-  if (Status st = impl_->CheckOpen(); !st.ok()) return st;
-  return impl_->SyncAll();
+  COMET_PROBE(sync_start, kProbeAll, kProbeAll, 0, 0);
+  Status st = impl_->CheckOpen();
+  if (st.ok()) st = impl_->SyncAll();
+  COMET_PROBE(sync_done, kProbeAll, kProbeAll, 0, 0, ProbeStatus(st));
+  return st;
 }
 
 Status Client::Read(Stream* s, uint64_t entry, Entry* out) {
+  COMET_PROBE(read_start, ProbePrefix(s), ProbeShard(s), 1, 0);
   const uint64_t t0 = internal::Ticks();
-  if (Status st = impl_->CheckOpen(); !st.ok()) return st;
-  if (!s) return Status::Invalid("null stream handle");
-  Status st = s->shard_->Read(entry, out);
-  impl_->Record(format::kOpRead, internal::TicksToNs(internal::Ticks() - t0));
+  Status st = impl_->CheckOpen();
+  if (st.ok() && !s) st = Status::Invalid("null stream handle");
+  if (st.ok()) {
+    st = s->shard_->Read(entry, out);
+    impl_->Record(format::kOpRead, internal::TicksToNs(internal::Ticks() - t0));
+  }
+  COMET_PROBE(read_done, ProbePrefix(s), ProbeShard(s), st.ok() ? 1 : 0,
+              st.ok() ? out->data.size() : 0, ProbeStatus(st));
   return st;
 }
 

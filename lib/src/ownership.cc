@@ -8,6 +8,7 @@
 
 #include "client_impl.h"
 #include "env.h"
+#include "probes.h"
 
 namespace comet::internal {
 
@@ -48,7 +49,9 @@ bool ClientImpl::TryTake(Shard* s) {
   if (owner != mine && !slot->owner.compare_exchange_strong(owner, mine)) return false;
   if (owner != 0 && owner != mine) control_->header()->takeovers.fetch_add(1);
   std::vector<std::string> problems;
+  COMET_PROBE(takeover_start, s->prefix_id(), s->shard(), 0, 0);
   Status st = s->BecomeWriter(&problems);
+  COMET_PROBE(takeover_done, s->prefix_id(), s->shard(), s->Committed(), 0, st.raw());
   AddToReport(problems);
   if (!st.ok()) {
     uint64_t expected = mine;
@@ -74,6 +77,7 @@ void ClientImpl::Rebalance(int64_t wait_ns) {
     if (control_->shard_count() != AllShards().size()) (void)LoadPrefixes();
   }
   const int64_t deadline = env::MonotonicNs() + wait_ns;
+  COMET_PROBE(rebalance_start, kProbeAll, kProbeAll, 0, 0);
   for (;;) {
     std::vector<uint32_t> live = RefreshLive();
     bool missing = false;
@@ -87,7 +91,10 @@ void ClientImpl::Rebalance(int64_t wait_ns) {
       owned += s->is_writer() ? 1 : 0;
     }
     control_->process(membership_->slot())->owned_shards.store(owned);
-    if (!missing || env::MonotonicNs() >= deadline) return;
+    if (!missing || env::MonotonicNs() >= deadline) {
+      COMET_PROBE(rebalance_done, kProbeAll, kProbeAll, owned, 0, missing ? static_cast<int>(Code::kTimeout) : 0);
+      return;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
 }

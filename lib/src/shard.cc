@@ -12,6 +12,7 @@
 #include "compress.h"
 #include "control.h"
 #include "env.h"
+#include "probes.h"
 #include "text.h"
 
 namespace comet::internal {
@@ -179,6 +180,7 @@ Status Shard::WaitFor(uint64_t e, int64_t timeout_ns) {
   // A read-only client maps the control region read-only: it cannot announce itself as a
   // waiter, so writers do not wake it and it re-checks every millisecond instead.
   const bool announced = !ctx_->read_only;
+  COMET_PROBE(wait_start, prefix_id_, shard_, 0, 0);
   if (announced) slot_->waiters.fetch_add(1, std::memory_order_seq_cst);
   Status st;
   for (;;) {
@@ -196,6 +198,7 @@ Status Shard::WaitFor(uint64_t e, int64_t timeout_ns) {
     env::FutexWait(&slot_->futex_seq, seq, wait);
   }
   if (announced) slot_->waiters.fetch_sub(1, std::memory_order_relaxed);
+  COMET_PROBE(wait_done, prefix_id_, shard_, 0, 0, st.raw());
   return st;
 }
 

@@ -7,6 +7,7 @@
 
 #include "control.h"
 #include "env.h"
+#include "probes.h"
 #include "text.h"
 
 namespace comet::internal {
@@ -100,7 +101,10 @@ std::string EntryRange(uint64_t from, uint64_t count) {
 
 Status Shard::Load(std::vector<std::string>* problems, bool as_writer) {
   std::lock_guard wl(write_mu_);
-  return LoadLocked(problems, as_writer);
+  if (as_writer) COMET_PROBE(recovery_start, prefix_id_, shard_, 0, 0);
+  Status st = LoadLocked(problems, as_writer);
+  if (as_writer) COMET_PROBE(recovery_done, prefix_id_, shard_, next_entry_, 0, st.raw());
+  return st;
 }
 
 // REQUIRES: write_mu_ held.

@@ -9,6 +9,7 @@
 #include "compress.h"
 #include "control.h"
 #include "env.h"
+#include "probes.h"
 
 namespace comet::internal {
 
@@ -161,9 +162,11 @@ Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
     }
   }
   for (const Plan& p : plan) {
+    COMET_PROBE(rotate_start, prefix_id_, shard_, 0, p.capacity);
     const uint64_t t0 = Ticks();
     Result<std::shared_ptr<Segment>> s = NewSegment(p.base, p.capacity);
     ctx_->Record(kOpRotate, TicksToNs(Ticks() - t0));
+    COMET_PROBE(rotate_done, prefix_id_, shard_, 0, p.capacity, s.status().raw());
     if (!s.ok()) {
       for (auto& f : fresh) (void)env::Unlink(f->path());
       fresh.clear();
@@ -285,6 +288,7 @@ Status Shard::SyncUpTo(uint64_t target, bool spare_tail_page, bool releasing) {
       act_end &= ~uint64_t{4095};
       goal = std::min(goal, act->base() + EntriesBelow(act.get(), act_end, goal));
     }
+    COMET_PROBE(commit_start, prefix_id_, shard_, goal - synced_, 0);
     const uint64_t t0 = Ticks();
     Status st;
     for (auto& s : segs) {
@@ -296,6 +300,7 @@ Status Shard::SyncUpTo(uint64_t target, bool spare_tail_page, bool releasing) {
       st = env::SyncMapped(act->map(), act_end, act->path());
     }
     if (st.ok() && dirty) st = env::FsyncDir(dir_);
+    COMET_PROBE(commit_done, prefix_id_, shard_, goal - synced_, act_end, st.raw());
     lk.lock();
     sync_leader_ = false;
     if (!st.ok()) {
@@ -367,8 +372,11 @@ void Shard::Maintain() {
   if (cfg.storage.prefault_bytes > 0) {
     uint64_t target = std::min<uint64_t>(a->capacity(), cur + cfg.storage.prefault_bytes);
     uint64_t have = std::max<uint64_t>(a->populated(), cur);
-    if (have < target && env::PopulateWrite(a->map(), have, target - have).ok()) {
-      a->set_populated(target);
+    if (have < target) {
+      COMET_PROBE(prefault_start, prefix_id_, shard_, 0, target - have);
+      Status st = env::PopulateWrite(a->map(), have, target - have);
+      if (st.ok()) a->set_populated(target);
+      COMET_PROBE(prefault_done, prefix_id_, shard_, 0, target - have, st.raw());
     }
   }
   // Past half of the active segment, prepare the next one off the hot path.
@@ -380,10 +388,13 @@ void Shard::Maintain() {
     }
     if (need && EnsureDir().ok()) {
       const std::string tmp = TempName("spare");
+      COMET_PROBE(prealloc_start, prefix_id_, shard_, 0, cfg.storage.max_segment_bytes);
       Result<std::shared_ptr<Segment>> s =
           Segment::Create(env::Join(dir_, tmp), rel_dir_ + "/" + tmp,
                           cfg.index.interval, cfg.storage.max_segment_bytes,
                           cfg.storage.prefault_bytes);
+      COMET_PROBE(prealloc_done, prefix_id_, shard_, 0, cfg.storage.max_segment_bytes,
+                  s.status().raw());
       if (s.ok()) {
         std::lock_guard lk(spare_mu_);
         spare_ = std::move(*s);
