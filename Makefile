@@ -6,16 +6,38 @@ CC       ?= gcc
 BUILD    := build
 OPT      ?= -O2
 CXXFLAGS := -std=c++20 $(OPT) -g -Wall -Wextra -Werror -fPIC -pthread \
-            -msse4.2 -Ilib/include -Ilib/src -Ishm $(EXTRA_CXXFLAGS)
+            -msse4.2 -Ilib/include -Ilib/src -Ishm -Ibpf $(EXTRA_CXXFLAGS)
 LDLIBS   := -lzstd -pthread $(EXTRA_LDFLAGS)
 Q        := $(if $(V),,@)
 
 .DELETE_ON_ERROR:
+.DEFAULT_GOAL := all
 .PHONY: all lib tools tests benches deps test run bench sanitize clean
 
 LIB_SRCS  := $(wildcard lib/src/*.cc) $(wildcard shm/*.cc)
 LIB_OBJS  := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LIB_SRCS))
 TOOL_SRCS := $(wildcard tools/*.cc)
+
+# eBPF (bpf/): programs -> objects -> skeletons -> the loader in `comet probe`. Built when the
+# toolchain (clang, llvm-strip, bpftool, libbpf-dev) and the kernel's BTF are there; without them
+# everything else builds and `comet probe` says what is missing.
+BPF_CLANG  ?= clang
+LLVM_STRIP ?= llvm-strip
+BPFTOOL    ?= $(or $(shell command -v bpftool 2>/dev/null),/usr/sbin/bpftool)
+VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
+BPF_ARCH   := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+HAVE_BPF   ?= $(shell command -v $(BPF_CLANG) >/dev/null && command -v $(LLVM_STRIP) >/dev/null \
+                && [ -x $(BPFTOOL) ] && [ -r $(VMLINUX_BTF) ] && [ -r /usr/include/bpf/libbpf.h ] \
+                && echo 1)
+BPF_PROGS  := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(wildcard bpf/*.bpf.c))
+BPF_SKELS  := $(BPF_PROGS:.bpf.o=.skel.h)
+ifeq ($(HAVE_BPF),1)
+TOOL_SRCS  += $(wildcard bpf/*.cc)
+TOOL_LIBS  := -lbpf -lelf -lz
+$(BUILD)/obj/tools/%.o $(BUILD)/obj/bpf/%.o: CXXFLAGS += -DCOMET_HAVE_BPF -I$(BUILD)/bpf -Itools
+$(BUILD)/obj/tools/cmd_probe.o $(BUILD)/obj/tools/probe_report.o $(BUILD)/obj/bpf/probe.o: \
+  $(BPF_SKELS)
+endif
 TOOL_OBJS := $(patsubst %.cc,$(BUILD)/obj/%.o,$(TOOL_SRCS))
 TEST_SRCS := $(wildcard tests/*_test.cc)
 TEST_OBJS := $(patsubst %.cc,$(BUILD)/obj/%.o,$(TEST_SRCS))
@@ -23,6 +45,23 @@ BENCH_SRCS := $(wildcard bench/*.cc)
 BENCH_OBJS := $(patsubst %.cc,$(BUILD)/obj/%.o,$(BENCH_SRCS))
 
 all: lib tools
+
+ifeq ($(HAVE_BPF),1)
+$(BUILD)/bpf/vmlinux.h:
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  BTF     $@")
+	$(Q)$(BPFTOOL) btf dump file $(VMLINUX_BTF) format c > $@
+
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c bpf/comet_abi.h $(BUILD)/bpf/vmlinux.h
+	@$(if $(Q),echo "  BPF     $@")
+	$(Q)$(BPF_CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -Wall -Werror \
+	  -I$(BUILD)/bpf -Ibpf -idirafter /usr/include/$(shell $(CC) -dumpmachine) -c $< -o $@
+	$(Q)$(LLVM_STRIP) -g $@
+
+$(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
+	@$(if $(Q),echo "  SKEL    $@")
+	$(Q)$(BPFTOOL) gen skeleton $< name $*_bpf > $@
+endif
 
 lib: $(BUILD)/lib/libcomet.a $(BUILD)/lib/libcomet.so
 tools: $(BUILD)/bin/comet
@@ -45,7 +84,7 @@ $(BUILD)/lib/libcomet.so: $(LIB_OBJS)
 $(BUILD)/bin/comet: $(TOOL_OBJS) $(BUILD)/lib/libcomet.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CXX) -o $@ $(TOOL_OBJS) $(BUILD)/lib/libcomet.a $(LDLIBS)
+	$(Q)$(CXX) -o $@ $(TOOL_OBJS) $(BUILD)/lib/libcomet.a $(LDLIBS) $(TOOL_LIBS)
 
 $(BUILD)/bin/comet_tests: $(TEST_OBJS) $(BUILD)/lib/libcomet.a
 	@mkdir -p $(dir $@)
@@ -57,7 +96,14 @@ $(BUILD)/bin/comet_bench: $(BENCH_OBJS) $(BUILD)/lib/libcomet.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CXX) -o $@ $(BENCH_OBJS) $(BUILD)/lib/libcomet.a -lbenchmark $(LDLIBS)
 
-tests: $(BUILD)/bin/comet_tests tools
+# A program linked against libcomet.so, for the tests of `comet probe --lib`.
+$(BUILD)/bin/comet_probe_target: tests/probe_target.c $(BUILD)/lib/libcomet.so
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) -O2 -g -Wall -Wextra -Werror -Ilib/include $< -o $@ -L$(BUILD)/lib -lcomet \
+	  -Wl,-rpath,'$$ORIGIN/../lib'
+
+tests: $(BUILD)/bin/comet_tests $(BUILD)/bin/comet_probe_target tools
 benches: $(BUILD)/bin/comet_bench
 
 # Every Debian package the build, the tests and the benchmarks need. Idempotent: installs

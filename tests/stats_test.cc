@@ -34,65 +34,10 @@ constexpr const char* kBeta = "beta:v1:shard:0003";
 constexpr uint64_t kAlphaEntries = 5;
 constexpr uint64_t kBetaEntries = 7;
 
-std::string CometBin() {
-  const char* bin = std::getenv("COMET_BIN");
-  return bin && *bin ? bin : "build/bin/comet";
-}
-
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-// ---- child processes -------------------------------------------------------------------------
-
-struct RunResult {
-  int exit_code = -1;  // -1 unless it exited normally
-  std::string out, err;
-};
-
-// Reads a pipe to its end.
-std::string Drain(int fd) {
-  std::string s;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
-    if (n > 0) s.append(buf, static_cast<size_t>(n));
-  }
-  return s;
-}
-
-// Runs argv directly (no shell), as `run_as` when it is not null; waits for it by pid.
-RunResult RunTool(const std::vector<std::string>& argv, const passwd* run_as = nullptr) {
-  RunResult r;
-  int out[2], err[2];
-  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return r;
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(out[1], 1);
-    dup2(err[1], 2);
-    if (run_as && (setgroups(0, nullptr) != 0 || setgid(run_as->pw_gid) != 0 ||
-                   setuid(run_as->pw_uid) != 0)) {
-      _exit(126);
-    }
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  close(out[1]);
-  close(err[1]);
-  // stderr is small; read stdout fully first, then stderr (no deadlock for these outputs).
-  r.out = Drain(out[0]);
-  r.err = Drain(err[0]);
-  close(out[0]);
-  close(err[0]);
-  int status = 0;
-  if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status)) {
-    r.exit_code = WEXITSTATUS(status);
-  }
-  return r;
-}
+using comet_test::ToolBinary;
+using comet_test::Contains;
+using comet_test::RunResult;
+using comet_test::RunTool;
 
 // ---- directory snapshots ---------------------------------------------------------------------
 
@@ -328,7 +273,7 @@ TEST(StatsFormatTest, PrometheusIsOpenMetricsWithEscapedLabelsAndCumulativeBucke
 
 TEST_F(StatsTest, StatsToolPrintsStreamsInEveryFormat) {
   WriteTwoStreams();
-  RunResult json = RunTool({CometBin(), "stats", Data(), "--json"});
+  RunResult json = RunTool({ToolBinary(), "stats", Data(), "--json"});
   ASSERT_EQ(json.exit_code, 0) << json.err;
   EXPECT_TRUE(Contains(json.out, "\"name\":\"alpha:shard:0000\"")) << json.out;
   EXPECT_TRUE(Contains(json.out, "\"name\":\"beta:v1:shard:0003\"")) << json.out;
@@ -337,25 +282,25 @@ TEST_F(StatsTest, StatsToolPrintsStreamsInEveryFormat) {
   EXPECT_TRUE(Contains(json.out, "\"layout_version\":\"1.0\"")) << json.out;
   EXPECT_TRUE(Contains(json.out, "\"append\":{\"count\":")) << json.out;
 
-  RunResult prom = RunTool({CometBin(), "stats", Data(), "--prometheus"});
+  RunResult prom = RunTool({ToolBinary(), "stats", Data(), "--prometheus"});
   ASSERT_EQ(prom.exit_code, 0) << prom.err;
   EXPECT_TRUE(Contains(prom.out, AppendedSample(kAlpha, kAlphaEntries) + "\n")) << prom.out;
   EXPECT_TRUE(Contains(prom.out, AppendedSample(kBeta, kBetaEntries) + "\n")) << prom.out;
   EXPECT_TRUE(Contains(prom.out, "# TYPE comet_append_seconds histogram\n")) << prom.out;
 
-  RunResult text = RunTool({CometBin(), "stats", Data()});
+  RunResult text = RunTool({ToolBinary(), "stats", Data()});
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_TRUE(Contains(text.out, kAlpha)) << text.out;
   EXPECT_TRUE(Contains(text.out, kBeta)) << text.out;
 }
 
 TEST_F(StatsTest, StatsToolFailsWithAMessageOnAMissingDirectory) {
-  RunResult r = RunTool({CometBin(), "stats", Sub("nope")});
+  RunResult r = RunTool({ToolBinary(), "stats", Sub("nope")});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(r.err.starts_with("comet: ")) << r.err;
   EXPECT_TRUE(Contains(r.err, Sub("nope"))) << r.err;
   EXPECT_FALSE(comet_test::FileExists(Sub("nope")));
-  EXPECT_EQ(RunTool({CometBin(), "stats", Data(), "--json", "--prometheus"}).exit_code, 2);
+  EXPECT_EQ(RunTool({ToolBinary(), "stats", Data(), "--json", "--prometheus"}).exit_code, 2);
 }
 
 // The promise of stats.h: reading never creates, writes or truncates anything, so it is safe
@@ -365,7 +310,7 @@ TEST_F(StatsTest, ReadingStatsNeverModifiesAnyFile) {
   const auto before = Snapshot(Data());
   for (int round = 0; round < 3; round++) {
     for (const char* format : {"--json", "--prometheus", ""}) {
-      std::vector<std::string> argv = {CometBin(), "stats", Data()};
+      std::vector<std::string> argv = {ToolBinary(), "stats", Data()};
       if (*format) argv.push_back(format);
       RunResult r = RunTool(argv);
       ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -386,7 +331,7 @@ TEST_F(StatsTest, ReadingStatsNeverModifiesAnyFile) {
   ASSERT_EQ(std::system(("chmod -R a+rX,go-w '" + copy + "'").c_str()), 0);
   const auto copy_before = Snapshot(copy);
   for (const char* format : {"--json", "--prometheus", ""}) {
-    std::vector<std::string> argv = {CometBin(), "stats", copy};
+    std::vector<std::string> argv = {ToolBinary(), "stats", copy};
     if (*format) argv.push_back(format);
     RunResult r = RunTool(argv, nobody);
     EXPECT_EQ(r.exit_code, 0) << "as nobody, " << format << ": " << r.err;
@@ -416,7 +361,7 @@ class ExporterProcess {
     pid_ = fork();
     if (pid_ == 0) {
       dup2(p[1], 1);
-      execl(CometBin().c_str(), CometBin().c_str(), "exporter", dir.c_str(), "--listen",
+      execl(ToolBinary().c_str(), ToolBinary().c_str(), "exporter", dir.c_str(), "--listen",
             "127.0.0.1:0", static_cast<char*>(nullptr));
       _exit(127);
     }
@@ -582,11 +527,11 @@ TEST_F(ExporterTest, RefusesAnOversizedRequest) {
 TEST_F(ExporterTest, RefusesAnAddressThatIsNotGivenExplicitly) {
   WriteTwoStreams();
   for (const char* listen : {":9464", "example.com:80", "127.0.0.1:70000", "127.0.0.1"}) {
-    RunResult r = RunTool({CometBin(), "exporter", Data(), "--listen", listen});
+    RunResult r = RunTool({ToolBinary(), "exporter", Data(), "--listen", listen});
     EXPECT_EQ(r.exit_code, 2) << listen << ": " << r.err;
     EXPECT_TRUE(Contains(r.err, "--listen")) << r.err;
   }
-  RunResult missing = RunTool({CometBin(), "exporter", Sub("nope"), "--listen", "127.0.0.1:0"});
+  RunResult missing = RunTool({ToolBinary(), "exporter", Sub("nope"), "--listen", "127.0.0.1:0"});
   EXPECT_EQ(missing.exit_code, 1) << missing.err;
 }
 

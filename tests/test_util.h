@@ -3,6 +3,8 @@
 #pragma once
 
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <poll.h>
 #include <time.h>
 #include <sys/stat.h>
@@ -327,6 +329,62 @@ inline ToolRun RunTool(const std::string& args, const std::string& scratch,
   int st = pclose(p);
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   r.err = ReadFile(err);
+  return r;
+}
+
+inline bool Contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+// ---- tools run as child processes ------------------------------------------------------------
+
+struct RunResult {
+  int exit_code = -1;  // -1 unless it exited normally
+  std::string out, err;
+};
+
+// Reads a pipe to its end.
+inline std::string Drain(int fd) {
+  std::string s;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+    if (n > 0) s.append(buf, static_cast<size_t>(n));
+  }
+  return s;
+}
+
+// Runs argv directly (no shell), as `run_as` when it is not null; waits for it by pid. Output
+// must be small (stdout is read to its end before stderr).
+inline RunResult RunTool(const std::vector<std::string>& argv, const passwd* run_as = nullptr) {
+  RunResult r;
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return r;
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    if (run_as && (setgroups(0, nullptr) != 0 || setgid(run_as->pw_gid) != 0 ||
+                   setuid(run_as->pw_uid) != 0)) {
+      _exit(126);
+    }
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(out[1]);
+  close(err[1]);
+  // stderr is small; read stdout fully first, then stderr (no deadlock for these outputs).
+  r.out = Drain(out[0]);
+  r.err = Drain(err[0]);
+  close(out[0]);
+  close(err[0]);
+  int status = 0;
+  if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status)) {
+    r.exit_code = WEXITSTATUS(status);
+  }
   return r;
 }
 

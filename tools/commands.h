@@ -12,5 +12,6 @@ int RunVerify(std::span<char* const> args);
 int RunDemo(std::span<char* const> args);
 int RunStats(std::span<char* const> args);
 int RunExporter(std::span<char* const> args);
+int RunProbe(std::span<char* const> args);
 
 }  // namespace comet::cli

@@ -47,6 +47,16 @@ constexpr Command kCommands[] = {
      "Listens on 127.0.0.1:9464 unless --listen names an address (IPv4, [IPv6] or localhost;\n"
      "0.0.0.0 only when given explicitly). Port 0 picks a free port. Prints the URL it\n"
      "serves, and stops cleanly on SIGINT or SIGTERM. Read-only, like stats.\n"},
+    {"probe", RunProbe,
+     "probe [--pin DIR] [--pid PID | --lib PATH] [--interval S] [--duration S] [--keep]\n"
+     "              [--cgroup DIR] [-- COMMAND ARGS...]",
+     "Loads Comet's eBPF programs (root), attaches them to the library's USDT probes in\n"
+     "every process using libcomet.so (or the library or program at PATH, or process PID)\n"
+     "and to the kernel's sync, page-fault and scheduler tracepoints, pins their maps under\n"
+     "DIR (default /sys/fs/bpf/comet) for bpftool, and prints latency histograms every\n"
+     "S seconds (default 5; 0: only at the end). Stops after --duration, on SIGINT or\n"
+     "SIGTERM, or when COMMAND (run once attached) exits; then detaches and unpins, unless\n"
+     "--keep leaves the maps pinned. --cgroup counts only tasks in that cgroup v2.\n"},
     {"demo", RunDemo, "demo [DIR] [--lines N] [-c key=value ...]",
      "Writes a realistic log workload (nginx access lines and JSON app logs, 2,000,000 by\n"
      "default) to 8 shards of logs:v1 in DIR (default build/demo), reads it back, verifies\n"
