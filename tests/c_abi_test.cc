@@ -101,4 +101,25 @@ TEST_F(CAbiTest, ReadOnlyClientWaitsWithoutWritingTheControlRegion) {
   EXPECT_EQ(comet_close(w), COMET_OK);
 }
 
+// A count no caller can mean is bad input, named as such, not an allocation failure.
+TEST_F(CAbiTest, AppendCountBeyondTheBatchLimitIsInvalidAndAppendsNothing) {
+  comet_client* c = Open("single");
+  ASSERT_NE(c, nullptr);
+  const char* stream = "n:shard:0000";
+  const void* data[] = {"x"};
+  size_t lens[] = {1};
+  for (size_t n : {SIZE_MAX, SIZE_MAX / 16, size_t{COMET_MAX_BATCH} + 1}) {
+    SCOPED_TRACE(n);
+    EXPECT_EQ(comet_append(c, stream, data, lens, n, nullptr), COMET_ERR_INVALID);
+    const std::string msg = comet_last_error();
+    EXPECT_NE(msg.find(std::to_string(n)), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::to_string(COMET_MAX_BATCH)), std::string::npos) << msg;
+  }
+  uint64_t len = 1;
+  EXPECT_EQ(comet_length(c, stream, &len), COMET_OK);
+  EXPECT_EQ(len, 0u);
+  EXPECT_EQ(comet_append(c, stream, data, lens, 1, nullptr), COMET_OK) << comet_last_error();
+  EXPECT_EQ(comet_close(c), COMET_OK);
+}
+
 }  // namespace

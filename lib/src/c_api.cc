@@ -58,6 +58,7 @@ int Guard(F&& f) {
 static_assert(COMET_ERR_INVALID == static_cast<int>(comet::Code::kInvalid));
 static_assert(COMET_ERR_VERSION == static_cast<int>(comet::Code::kVersion));
 static_assert(sizeof(comet_id) == 16 && sizeof(comet::EntryId) == 16);
+static_assert(COMET_MAX_BATCH == comet::kMaxBatchEntries);
 
 extern "C" {
 
@@ -98,6 +99,11 @@ int comet_append(comet_client* c, const char* stream, const void* const* data, c
                  size_t n, comet_id* ids_out) {
   if (!c || !stream || (n > 0 && (!data || !lens))) {
     return Fail(COMET_ERR_INVALID, "comet_append: null argument");
+  }
+  if (n > comet::kMaxBatchEntries) {
+    return Fail(COMET_ERR_INVALID, "comet_append: a batch of " + std::to_string(n) +
+                                       " entries; at most " +
+                                       std::to_string(comet::kMaxBatchEntries) + " per call");
   }
   return Guard([&]() -> int {
     thread_local std::vector<std::string_view> views;

@@ -48,13 +48,27 @@ Iterator::~Iterator() = default;
 Iterator::Iterator(Iterator&&) noexcept = default;
 Iterator& Iterator::operator=(Iterator&&) noexcept = default;
 
+namespace {
+
+// An iterator works until its client is closed; it keeps what it reads mapped, so it never
+// crashes after that, but it answers CLOSED.
+Status CheckIterator(const std::shared_ptr<internal::Shard>& shard) {
+  if (!shard) return Status::Invalid("iterator is not initialised (use Client::Scan)");
+  if (shard->client_closed()) {
+    return Status::Closed(shard->name() + ": the client this iterator was made by is closed");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status Iterator::Wait(int64_t timeout_ns) {
-  if (!shard_) return Status::Invalid("iterator is not initialised (use Client::Scan)");
+  if (Status st = CheckIterator(shard_); !st.ok()) return st;
   return shard_->WaitFor(next_, timeout_ns);
 }
 
 Status Iterator::Next(Entry* out) {
-  if (!shard_) return Status::Invalid("iterator is not initialised (use Client::Scan)");
+  if (Status st = CheckIterator(shard_); !st.ok()) return st;
   if (next_ >= committed_) {
     committed_ = shard_->Committed();
     if (next_ >= committed_) {
@@ -108,14 +122,19 @@ Status Client::Append(Stream* s, std::span<const std::string_view> entries, Entr
   auto append = [&]() -> Status {
     if (Status st = impl_->CheckOpen(); !st.ok()) return st;
     if (!s) return Status::Invalid("null stream handle");
+    if (entries.size() > kMaxBatchEntries) {
+      return Status::Invalid(s->name() + ": a batch of " + std::to_string(entries.size()) +
+                             " entries; at most " + std::to_string(kMaxBatchEntries) +
+                             " per call");
+    }
     // Timing every call would cost a quarter of a single append (two TSC reads and three locked
     // adds on this class of machine): one call in kAppendSample is timed and counts for all.
     thread_local uint32_t calls = 0;
     if (++calls % internal::kAppendSample != 0) return s->shard_->Append(entries, ids_out);
     const uint64_t t0 = internal::Ticks();
     Status st = s->shard_->Append(entries, ids_out);
-    impl_->ctx_.Record(format::kOpAppend, internal::TicksToNs(internal::Ticks() - t0),
-                       internal::kAppendSample);
+    impl_->ctx_->Record(format::kOpAppend, internal::TicksToNs(internal::Ticks() - t0),
+                        internal::kAppendSample);
     return st;
   };
   if (!COMET_PROBE_PAIR_ENABLED(append)) return append();
@@ -236,14 +255,14 @@ Result<uint64_t> Client::Verify(std::vector<std::string>* problems) {
 Stats Client::GetStats() {
   Stats st;
   for (auto& s : impl_->AllShards()) s->AddStats(&st);
-  if (impl_->ctx_.control) {
-    st.gaps = impl_->ctx_.control->header()->gaps.load(std::memory_order_relaxed);
+  if (impl_->ctx_->control) {
+    st.gaps = impl_->ctx_->control->header()->gaps.load(std::memory_order_relaxed);
   }
   return st;
 }
 
 std::vector<std::string> Client::RecoveryReport() const { return impl_->Report(); }
-const std::string& Client::dir() const { return impl_->ctx_.root; }
-const Config& Client::config() const { return impl_->ctx_.cfg; }
+const std::string& Client::dir() const { return impl_->ctx_->root; }
+const Config& Client::config() const { return impl_->ctx_->cfg; }
 
 }  // namespace comet

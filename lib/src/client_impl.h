@@ -43,13 +43,13 @@ void InstallForkHandlers();
 
 class ClientImpl {
  public:
-  ClientImpl(std::string dir, const Config& cfg) {
-    ctx_.cfg = cfg;
-    ctx_.root = std::move(dir);
-    ctx_.read_only = cfg.open.read_only;
-    ctx_.maintainer = &maintainer_;
-    ctx_.syncer = &syncer_;
-    multi_ = !ctx_.read_only && cfg.concurrency.mode == ConcurrencyMode::kMulti;
+  ClientImpl(std::string dir, const Config& cfg) : ctx_(std::make_shared<ShardContext>()) {
+    ctx_->cfg = cfg;
+    ctx_->root = std::move(dir);
+    ctx_->read_only = cfg.open.read_only;
+    ctx_->maintainer = &maintainer_;
+    ctx_->syncer = &syncer_;
+    multi_ = !ctx_->read_only && cfg.concurrency.mode == ConcurrencyMode::kMulti;
   }
   ~ClientImpl() { (void)Close(); }
 
@@ -63,15 +63,15 @@ class ClientImpl {
   // Every public call starts here: closed clients fail, and a client inherited through fork()
   // becomes its own process's member first.
   Status CheckOpen() {
-    if (closed_.load(std::memory_order_acquire)) {
-      return Status::Closed("client for " + ctx_.root + " is closed");
+    if (ctx_->closed.load(std::memory_order_acquire)) {
+      return Status::Closed("client for " + ctx_->root + " is closed");
     }
     if (fork_generation_ != g_fork_generation.load(std::memory_order_acquire)) return AfterFork();
     return Status::Ok();
   }
   Status SyncAll();
   std::vector<std::shared_ptr<Shard>> AllShards();
-  void Record(format::MetricOp op, uint64_t ns) { ctx_.Record(op, ns, 1); }
+  void Record(format::MetricOp op, uint64_t ns) { ctx_->Record(op, ns, 1); }
 
   // Fork handling (see the pthread_atfork handlers).
   void LockForFork();
@@ -87,8 +87,8 @@ class ClientImpl {
     return report_;
   }
 
-  ShardContext ctx_;
-  std::atomic<bool> closed_{false};
+  // Shared with every shard (see ShardContext); ctx_->closed says whether Close ran.
+  const std::shared_ptr<ShardContext> ctx_;
 
  private:
   Status ClaimDirectory();
@@ -114,7 +114,7 @@ class ClientImpl {
   std::vector<std::string> report_;
   bool multi_ = false;
   int lock_fd_ = -1;
-  std::unique_ptr<shm::ControlRegion> control_;
+  std::shared_ptr<shm::ControlRegion> control_;  // also ctx_->control_owner
   std::unique_ptr<shm::Membership> membership_;
   Wakeup maintainer_, syncer_;
   std::thread maintainer_thread_, syncer_thread_;

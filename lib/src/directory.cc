@@ -46,7 +46,7 @@ Status LockByte(int fd, off_t byte, short type, bool wait, const std::string& pa
 // Takes the directory: a single-mode writer holds kModeByte exclusively (and writes its pid
 // into the file for error messages); multi-mode processes hold it shared.
 Status ClientImpl::ClaimDirectory() {
-  std::string path = env::Join(ctx_.root, kLockFile);
+  std::string path = env::Join(ctx_->root, kLockFile);
   Result<int> fd = env::OpenFile(path, O_RDWR | O_CREAT);
   if (!fd.ok()) return fd.status();
   Status st = LockByte(*fd, kModeByte, multi_ ? F_RDLCK : F_WRLCK, false, path);
@@ -57,11 +57,11 @@ Status ClientImpl::ClaimDirectory() {
     env::Close(*fd);
     if (!st.IsNotOwner()) return st;
     if (multi_) {
-      return Status::NotOwner("data directory " + ctx_.root + " is held by a single-mode writer" +
+      return Status::NotOwner("data directory " + ctx_->root + " is held by a single-mode writer" +
                               (holder.empty() ? "" : " (pid " + holder + ")") +
                               "; every process must open it with concurrency.mode=multi");
     }
-    return Status::NotOwner("data directory " + ctx_.root + " is held by another writer" +
+    return Status::NotOwner("data directory " + ctx_->root + " is held by another writer" +
                             (holder.empty() ? "" : " (pid " + holder + ")") +
                             "; open it read-only (open.read_only=true) to read it, or use "
                             "concurrency.mode=multi in every process to share it");
@@ -77,53 +77,55 @@ Status ClientImpl::ClaimDirectory() {
 }
 
 Status ClientImpl::Open() {
-  if (Status st = ctx_.cfg.Validate(); !st.ok()) return st;
+  if (Status st = ctx_->cfg.Validate(); !st.ok()) return st;
   (void)NsPerTickQ32();  // calibrate the histogram clock now, not on the first append
-  if (ctx_.read_only) {
-    Result<bool> exists = env::Exists(ctx_.root);
+  if (ctx_->read_only) {
+    Result<bool> exists = env::Exists(ctx_->root);
     if (!exists.ok()) return exists.status();
-    if (!*exists) return Status::NotFound("no data directory " + ctx_.root);
+    if (!*exists) return Status::NotFound("no data directory " + ctx_->root);
     // Is a writer live? Its OFD lock on comet.lock says so exactly.
-    Result<int> fd = env::OpenFile(env::Join(ctx_.root, kLockFile), O_RDONLY);
+    Result<int> fd = env::OpenFile(env::Join(ctx_->root, kLockFile), O_RDONLY);
     if (fd.ok()) {
       struct flock fl {};
       fl.l_type = F_WRLCK;
       fl.l_whence = SEEK_SET;
       fl.l_start = kModeByte;
       fl.l_len = 1;
-      if (fcntl(*fd, F_OFD_GETLK, &fl) == 0) ctx_.writer_live = fl.l_type != F_UNLCK;
+      if (fcntl(*fd, F_OFD_GETLK, &fl) == 0) ctx_->writer_live = fl.l_type != F_UNLCK;
       env::Close(*fd);
     }
-    Result<std::unique_ptr<shm::ControlRegion>> c = shm::ControlRegion::OpenReader(ctx_.root);
+    Result<std::unique_ptr<shm::ControlRegion>> c = shm::ControlRegion::OpenReader(ctx_->root);
     if (c.ok()) {
       control_ = std::move(*c);
     } else if (c.status().code() == Code::kVersion) {
       return c.status();
     }
-    ctx_.control = control_.get();
+    ctx_->control_owner = control_;
+    ctx_->control = control_.get();
     fork_generation_ = g_fork_generation.load(std::memory_order_acquire);
     return LoadPrefixes();
   }
 
-  if (Status st = env::MkdirAll(ctx_.root); !st.ok()) return st;
+  if (Status st = env::MkdirAll(ctx_->root); !st.ok()) return st;
   if (Status st = ClaimDirectory(); !st.ok()) return st;
-  const std::string lock_path = env::Join(ctx_.root, kLockFile);
+  const std::string lock_path = env::Join(ctx_->root, kLockFile);
   // Creating or rebuilding the control region, and joining, happen one process at a time.
   if (Status st = LockByte(lock_fd_, kSetupByte, F_WRLCK, true, lock_path); !st.ok()) return st;
   Status st = [&]() -> Status {
     RemoveCrashLeftovers();
     std::string note;
     Result<std::unique_ptr<shm::ControlRegion>> c = shm::ControlRegion::OpenWriter(
-        ctx_.root, ctx_.cfg.storage.max_streams, ctx_.cfg.concurrency.max_processes, &note);
+        ctx_->root, ctx_->cfg.storage.max_streams, ctx_->cfg.concurrency.max_processes, &note);
     if (!c.ok()) return c.status();
     control_ = std::move(*c);
     if (!note.empty()) AddToReport({note});
-    ctx_.control = control_.get();
-    Result<std::unique_ptr<shm::Membership>> m = shm::Membership::Join(ctx_.root, control_.get());
+    ctx_->control_owner = control_;
+    ctx_->control = control_.get();
+    Result<std::unique_ptr<shm::Membership>> m = shm::Membership::Join(ctx_->root, control_.get());
     if (!m.ok()) return m.status();
     membership_ = std::move(*m);
-    ctx_.metrics.store(control_->metrics(membership_->slot()));
-    return env::MkdirAll(env::Join(ctx_.root, kStreamsDir));
+    ctx_->metrics.store(control_->metrics(membership_->slot()));
+    return env::MkdirAll(env::Join(ctx_->root, kStreamsDir));
   }();
   (void)LockByte(lock_fd_, kSetupByte, F_UNLCK, false, lock_path);
   if (!st.ok()) return st;
@@ -148,9 +150,9 @@ Status ClientImpl::Open() {
 // (its builder holds the setup lock, which the caller holds now) and, when this process is the
 // only writer, prefix registrations cut short. Shard directories are cleaned by their writer.
 void ClientImpl::RemoveCrashLeftovers() {
-  (void)env::Unlink(env::Join(ctx_.root, std::string(shm::ControlRegion::kFileName) + ".tmp"));
+  (void)env::Unlink(env::Join(ctx_->root, std::string(shm::ControlRegion::kFileName) + ".tmp"));
   if (multi_) return;  // other members may be registering prefixes right now
-  const std::string streams = env::Join(ctx_.root, kStreamsDir);
+  const std::string streams = env::Join(ctx_->root, kStreamsDir);
   Result<std::vector<std::string>> names = env::ListDir(streams);
   if (!names.ok()) return;
   for (const std::string& n : *names) {
@@ -166,7 +168,7 @@ void ClientImpl::RemoveCrashLeftovers() {
 void ClientImpl::StartThreads() {
   stop_.store(false, std::memory_order_release);
   maintainer_thread_ = std::thread([this] { MaintainerLoop(); });
-  if (ctx_.cfg.sync.mode == SyncMode::kInterval) {
+  if (ctx_->cfg.sync.mode == SyncMode::kInterval) {
     syncer_thread_ = std::thread([this] { SyncerLoop(); });
   }
 }
@@ -182,7 +184,7 @@ void ClientImpl::StopThreads() {
 // Reads DIR/streams/<id>/PREFIX for every prefix and loads every shard not yet known. Run at
 // open, and again in multi-process mode when other processes create streams.
 Status ClientImpl::LoadPrefixes() {
-  std::string streams = env::Join(ctx_.root, kStreamsDir);
+  std::string streams = env::Join(ctx_->root, kStreamsDir);
   Result<std::vector<std::string>> ids = env::ListDir(streams);
   if (!ids.ok()) return ids.status().IsNotFound() ? Status::Ok() : ids.status();
   std::sort(ids->begin(), ids->end());
@@ -216,7 +218,7 @@ Status ClientImpl::LoadPrefixes() {
       if (prefix.empty()) continue;  // nothing stored under this id
       AddToReport({"streams/" + id_text + "/PREFIX missing or damaged; prefix '" + prefix +
                    "' recovered from a segment header"});
-      if (!ctx_.read_only) {
+      if (!ctx_->read_only) {
         Status st = env::WriteFile(env::Join(pdir, kPrefixFile), prefix.data(), prefix.size(), true);
         if (!st.ok()) return st;
       }
@@ -238,10 +240,10 @@ Status ClientImpl::LoadPrefixes() {
 
 Result<std::shared_ptr<Shard>> ClientImpl::LoadShard(uint32_t prefix_id, const std::string& prefix,
                                                      uint32_t shard) {
-  auto s = std::make_shared<Shard>(&ctx_, prefix_id, prefix, shard);
+  auto s = std::make_shared<Shard>(ctx_, prefix_id, prefix, shard);
   // In multi-process mode every shard starts as a follower; Rebalance takes the assigned ones.
   std::vector<std::string> problems;
-  Status st = s->Load(&problems, !ctx_.read_only && !multi_);
+  Status st = s->Load(&problems, !ctx_->read_only && !multi_);
   AddToReport(problems);
   if (!st.ok()) return st;
   std::unique_ptr<Stream> handle(new Stream(s));
@@ -256,10 +258,10 @@ Result<std::shared_ptr<Shard>> ClientImpl::LoadShard(uint32_t prefix_id, const s
 Result<uint32_t> ClientImpl::RegisterPrefix(const std::string& prefix) {
   auto it = prefix_ids_.find(prefix);
   if (it != prefix_ids_.end()) return it->second;
-  const std::string lock_path = env::Join(ctx_.root, kLockFile);
+  const std::string lock_path = env::Join(ctx_->root, kLockFile);
   if (Status st = LockByte(lock_fd_, kRegistryByte, F_WRLCK, true, lock_path); !st.ok()) return st;
   Result<uint32_t> r = [&]() -> Result<uint32_t> {
-    std::string streams = env::Join(ctx_.root, kStreamsDir);
+    std::string streams = env::Join(ctx_->root, kStreamsDir);
     Result<std::vector<std::string>> names = env::ListDir(streams);
     if (!names.ok()) return names.status();
     for (const std::string& n : *names) {
@@ -311,12 +313,12 @@ Result<Stream*> ClientImpl::FindStream(std::string_view name) {
     auto it = streams_.find(std::string(name));
     if (it != streams_.end()) return it->second.get();
   }
-  return Status::NotFound("no stream " + std::string(name) + " in " + ctx_.root);
+  return Status::NotFound("no stream " + std::string(name) + " in " + ctx_->root);
 }
 
 Result<Stream*> ClientImpl::GetStream(std::string_view name) {
   Result<Stream*> found = FindStream(name);
-  if (found.ok() || !found.status().IsNotFound() || ctx_.read_only) return found;
+  if (found.ok() || !found.status().IsNotFound() || ctx_->read_only) return found;
   Result<StreamName> parsed = ParseStreamName(name);
   if (!parsed.ok()) return parsed.status();
   std::shared_ptr<Shard> shard;
@@ -387,7 +389,7 @@ void ClientImpl::MaintainerLoop() {
 }
 
 void ClientImpl::SyncerLoop() {
-  const int64_t tick = std::min<int64_t>(static_cast<int64_t>(ctx_.cfg.sync.interval_ns),
+  const int64_t tick = std::min<int64_t>(static_cast<int64_t>(ctx_->cfg.sync.interval_ns),
                                          100'000'000);
   while (!stop_.load(std::memory_order_acquire)) {
     int64_t now = env::MonotonicNs();
@@ -397,12 +399,12 @@ void ClientImpl::SyncerLoop() {
 }
 
 Status ClientImpl::Close() {
-  if (closed_.exchange(true)) return Status::Ok();
+  if (ctx_->closed.exchange(true)) return Status::Ok();
   {
     std::lock_guard lk(g_clients_mu);
     g_clients.erase(std::remove(g_clients.begin(), g_clients.end(), this), g_clients.end());
   }
-  if (!ctx_.read_only && fork_generation_ != g_fork_generation.load(std::memory_order_acquire)) {
+  if (!ctx_->read_only && fork_generation_ != g_fork_generation.load(std::memory_order_acquire)) {
     // A child closing a client it inherited and never used: the slot, the leases and the files
     // are the parent's. Only our copies of descriptors and mappings go away.
     return Status::Ok();

@@ -160,11 +160,11 @@ Status ClientImpl::AfterFork() {
   const uint64_t gen = g_fork_generation.load(std::memory_order_acquire);
   if (fork_generation_ == gen) return Status::Ok();
   fork_generation_ = gen;
-  if (ctx_.read_only) return Status::Ok();  // readers hold nothing of the parent's
+  if (ctx_->read_only) return Status::Ok();  // readers hold nothing of the parent's
   // A single-mode writer's child has no claim of its own and must not write.
   if (!multi_) {
-    closed_.store(true, std::memory_order_release);
-    return Status::NotOwner("data directory " + ctx_.root +
+    ctx_->closed.store(true, std::memory_order_release);
+    return Status::NotOwner("data directory " + ctx_->root +
                             " was opened by the parent in single-process mode; open it with "
                             "concurrency.mode=multi to keep writing after fork()");
   }
@@ -175,7 +175,7 @@ Status ClientImpl::AfterFork() {
   if (Status st = ClaimDirectory(); !st.ok()) return st;
   control_->ForgetLockAfterFork();
   if (Status st = membership_->RejoinAfterFork(); !st.ok()) return st;
-  ctx_.metrics.store(control_->metrics(membership_->slot()));
+  ctx_->metrics.store(control_->metrics(membership_->slot()));
   Rebalance(200'000'000);
   StartThreads();
   return Status::Ok();

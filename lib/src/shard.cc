@@ -41,13 +41,13 @@ using text::UpperHex;
 
 // ---- construction, paths ---------------------------------------------------------------------
 
-Shard::Shard(const ShardContext* ctx, uint32_t prefix_id, std::string prefix, uint32_t shard)
-    : ctx_(ctx),
+Shard::Shard(std::shared_ptr<ShardContext> ctx, uint32_t prefix_id, std::string prefix, uint32_t shard)
+    : ctx_(std::move(ctx)),
       prefix_id_(prefix_id),
       shard_(shard),
       prefix_(std::move(prefix)),
       name_(ShardStreamName(prefix_, shard)),
-      dir_(env::Join(ctx->root, "streams/" + UpperHex(prefix_id, 8) + "/" + UpperHex(shard, 4))),
+      dir_(env::Join(ctx_->root, "streams/" + UpperHex(prefix_id, 8) + "/" + UpperHex(shard, 4))),
       rel_dir_("streams/" + UpperHex(prefix_id, 8) + "/" + UpperHex(shard, 4)) {}
 
 Shard::~Shard() = default;
@@ -186,6 +186,11 @@ Status Shard::WaitFor(uint64_t e, int64_t timeout_ns) {
   for (;;) {
     uint32_t seq = slot_->futex_seq.load(std::memory_order_seq_cst);
     if (Committed() > e) break;
+    if (client_closed()) {
+      st = Status::Closed(name_ + ": the client was closed while waiting for entry " +
+                          std::to_string(e));
+      break;
+    }
     int64_t wait = announced ? 10'000'000 : 1'000'000;  // re-check now and then regardless
     if (deadline >= 0) {
       int64_t left = deadline - env::MonotonicNs();

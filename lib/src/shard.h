@@ -47,13 +47,18 @@ class Wakeup {
 // Appends are timed one call in this many per thread; each timed call counts for all of them.
 inline constexpr uint32_t kAppendSample = 16;
 
-// What every shard of a client shares.
+// What every shard of a client shares. Owned jointly by the client and its shards, so that a
+// handle which outlives its Client (an Iterator keeps its Shard) still finds the configuration
+// and a mapped control region, and learns from `closed` that it must stop.
 struct ShardContext {
   Config cfg;
   std::string root;            // the data directory as given to Open
   bool read_only = false;
   bool writer_live = false;    // read-only client: a writer holds the directory
-  shm::ControlRegion* control = nullptr;
+  std::atomic<bool> closed{false};  // the client was closed (or destroyed)
+  std::shared_ptr<shm::ControlRegion> control_owner;
+  shm::ControlRegion* control = nullptr;  // control_owner.get(), or null
+  // The client's background threads. Only writers notify them, and a closed client has none.
   Wakeup* maintainer = nullptr;
   Wakeup* syncer = nullptr;
   // This process's latency histograms in the control region (null for read-only clients).
@@ -75,7 +80,7 @@ std::string EntryRange(uint64_t from, uint64_t count);
 
 class Shard {
  public:
-  Shard(const ShardContext* ctx, uint32_t prefix_id, std::string prefix, uint32_t shard);
+  Shard(std::shared_ptr<ShardContext> ctx, uint32_t prefix_id, std::string prefix, uint32_t shard);
   ~Shard();
 
   // Loads the shard's segments. A writer recovers: torn tail truncated, damage reported, index
@@ -119,6 +124,8 @@ class Shard {
 
   // Stops appends (CLOSED), finishes background duties, syncs per mode.
   Status Close();
+  // Whether the client this shard belongs to was closed: handles then answer CLOSED.
+  bool client_closed() const { return ctx_->closed.load(std::memory_order_acquire); }
 
   Status Inspect(StreamInfo* info);
   // Checks every record of every segment; returns bad records.
@@ -168,7 +175,7 @@ class Shard {
   Status LoadSegments(std::vector<std::shared_ptr<Segment>>* segs,
                       std::vector<std::string>* problems, bool writable);
 
-  const ShardContext* ctx_;
+  const std::shared_ptr<ShardContext> ctx_;
   const uint32_t prefix_id_, shard_;
   const std::string prefix_, name_, dir_, rel_dir_;
   format::ShardSlot* slot_ = nullptr;

@@ -15,6 +15,16 @@
 // an append to a shard another live process writes gets NOT_OWNER. Any client reads every shard.
 // Open with open.read_only = true to read a directory without joining it (tools).
 //
+// Lifetimes: a Client owns its Streams; Entries and Iterators may outlive it.
+//  - Stream*: owned by the Client. Valid until the Client is destroyed; after Close, calls that
+//    take it fail with CLOSED. Never use one after its Client is destroyed.
+//  - Entry: a value. Its data view stays valid as long as the Entry (see Entry), whatever
+//    happens to the Client or the segment file meanwhile.
+//  - Iterator: a value that keeps what it reads mapped (segments and the control region). After
+//    its Client is closed or destroyed it does not crash: Next and Wait return CLOSED (a Wait
+//    blocked at that moment returns CLOSED within about 10 ms).
+//  - Everything else returned (StreamInfo, Stats, names, Result values) is a plain copy.
+//
 // fork(): a client opened before fork() keeps working in the child with no call from the
 // application (multi-process mode): the child joins as a process of its own on its first call
 // and takes the shards assigned to it; the parent hands those over. A single-mode client does not
@@ -34,6 +44,9 @@
 
 namespace comet {
 
+// The most entries one Append call takes (the batch is all or nothing, so it is built whole).
+inline constexpr size_t kMaxBatchEntries = size_t{1} << 24;
+
 namespace internal {
 class ClientImpl;
 class Shard;
@@ -43,7 +56,7 @@ class Segment;
 // One entry read back. `data` is a view: for an uncompressed entry it points straight into the
 // segment mapping (zero-copy), for a compressed one into this Entry's own buffer. The view stays
 // valid until this Entry is destroyed, reassigned or reused by another read; the Entry keeps the
-// segment mapped even if the file is deleted meanwhile.
+// segment mapped even if the file is deleted or the Client destroyed meanwhile.
 class Entry {
  public:
   Entry();
@@ -64,7 +77,8 @@ class Entry {
   std::string buffer_;
 };
 
-// Reads a stream in entry order from a starting entry. Created by Client::Scan.
+// Reads a stream in entry order from a starting entry. Created by Client::Scan. It may outlive
+// its Client; once that is closed or destroyed, Next and Wait return CLOSED.
 class Iterator {
  public:
   Iterator();
@@ -119,8 +133,8 @@ struct Stats {
            failed_appends = 0, streams = 0, segments = 0;
 };
 
-// A handle on one stream, owned by its Client; valid until the Client is closed. Appending
-// through a handle skips the name lookup.
+// A handle on one stream, owned by its Client: valid until the Client is destroyed (after Close,
+// calls that take it fail with CLOSED). Appending through a handle skips the name lookup.
 class Stream {
  public:
   const std::string& name() const;

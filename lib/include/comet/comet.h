@@ -56,7 +56,8 @@ int comet_open(const char *dir, const comet_config *cfg, comet_client **out);
 int comet_close(comet_client *c);
 
 /* Appends n entries to a stream ("<prefix>:shard:<NNNN>"), all or nothing. ids_out, if not
-   NULL, receives n ids in input order. */
+   NULL, receives n ids in input order. n above COMET_MAX_BATCH is COMET_ERR_INVALID. */
+#define COMET_MAX_BATCH 16777216
 int comet_append(comet_client *c, const char *stream, const void *const *data, const size_t *lens,
                  size_t n, comet_id *ids_out);
 /* Makes everything appended so far durable (fdatasync). */
