@@ -86,6 +86,35 @@ TEST(StreamName, ControlCharactersInPrefixAreRejected) {
   ExpectRejected(std::string("a\0b:shard:0001", 14));
 }
 
+// comet.h promises UTF-8 names: a prefix that is not valid UTF-8 is refused, naming the offset.
+TEST(StreamName, PrefixThatIsNotUtf8IsRejectedNamingTheByte) {
+  for (const std::string& prefix :
+       {std::string("\xff"), std::string("ab\xc3"), std::string("\xc0\xaf"),  // truncated, overlong
+        std::string("x\xed\xa0\x80"),        // a UTF-16 surrogate
+        std::string("\xf4\x90\x80\x80"),    // above U+10FFFF
+        std::string("ok\x80ok")}) {           // a lone continuation byte
+    SCOPED_TRACE(prefix);
+    ExpectRejected(prefix + ":shard:0001");
+    comet::Status st = comet::ValidatePrefix(prefix);
+    EXPECT_EQ(st.code(), Code::kInvalid);
+    EXPECT_NE(st.message().find("UTF-8"), std::string::npos) << st.message();
+    char buf[256];
+    EXPECT_EQ(comet_stream_name(prefix.c_str(), 1, buf, sizeof buf), COMET_ERR_INVALID);
+  }
+  auto st = comet::ValidatePrefix("ok\x80ok");
+  EXPECT_NE(st.message().find("at 2"), std::string::npos) << st.message();
+}
+
+TEST(StreamName, Utf8PrefixesAreAccepted) {
+  for (const char* prefix : {"caf\xc3\xa9", "\xe6\x97\xa5\xe6\x9c\xac", "\xf0\x9f\x9a\x80:logs",
+                             "\xf4\x8f\xbf\xbf"}) {
+    SCOPED_TRACE(prefix);
+    auto r = ParseStreamName(std::string(prefix) + ":shard:0001");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->prefix, prefix);
+  }
+}
+
 TEST(StreamName, DelCharacterInPrefixIsRejected) { ExpectRejected("a\x7f" "b:shard:0001"); }
 
 TEST(StreamName, PrefixLongerThan192BytesIsRejected) {

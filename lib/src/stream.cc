@@ -18,14 +18,27 @@ Status ValidatePrefix(std::string_view prefix) {
     return Status::Invalid("stream prefix is " + std::to_string(prefix.size()) +
                            " bytes; the limit is " + std::to_string(format::kMaxPrefixLen));
   }
-  for (size_t i = 0; i < prefix.size(); i++) {
+  auto hex = [](unsigned char c) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "0x%02X", c);
+    return std::string(buf);
+  };
+  for (size_t i = 0; i < prefix.size();) {
     unsigned char c = static_cast<unsigned char>(prefix[i]);
+    if (c >= 0x80) {
+      size_t len = text::Utf8SequenceLength(prefix, i);
+      if (len == 0) {
+        return Status::Invalid("stream prefix is not valid UTF-8: byte " + hex(c) + " at " +
+                               std::to_string(i) + " does not start a valid sequence");
+      }
+      i += len;
+      continue;
+    }
     if (c < 0x20 || c == 0x7f || c == '/') {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "0x%02X", c);
-      return Status::Invalid("stream prefix has a forbidden byte " + std::string(hex) + " at " +
+      return Status::Invalid("stream prefix has a forbidden byte " + hex(c) + " at " +
                              std::to_string(i) + " (no '/', NUL or control characters)");
     }
+    i++;
   }
   return Status::Ok();
 }

@@ -1,7 +1,7 @@
 // Stream names, shard routing and entry ids.
 //
-// A stream is "<prefix>:shard:<NNNN>": a non-empty prefix (at most 192 bytes, no '/', no
-// control characters, no NUL) then exactly four upper-case hexadecimal digits. The prefix is
+// A stream is "<prefix>:shard:<NNNN>": a non-empty prefix (at most 192 bytes of valid UTF-8, no
+// '/', no control characters, no NUL) then exactly four upper-case hexadecimal digits. The prefix is
 // part of the identity: "logs:shard:0003" and "events:shard:0003" are two different logs.
 // Pure functions; thread-safe.
 #pragma once
