@@ -1,4 +1,8 @@
 // The `comet` tool, run as a real process: what it prints and how it exits.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -84,6 +88,63 @@ TEST_F(ToolTest, BadInputGetsAClearErrorAndNonZeroExit) {
   r = Comet("tail " + Sub("missing") + " a:shard:0000");
   EXPECT_NE(r.status, 0);
   EXPECT_FALSE(comet_test::FileExists(Sub("missing"))) << "a read-only command created a directory";
+}
+
+// A line with no end must not make `comet append` buffer without bound: it is refused once it
+// passes storage.max_entry_bytes, after the lines before it were appended. The input never
+// ends, so a tool that kept reading would make this test fail at its 256 MiB cap.
+TEST_F(ToolTest, AppendRefusesALineLongerThanTheEntryLimitWithoutReadingItAll) {
+  int in[2], err[2];
+  ASSERT_EQ(pipe(in), 0);
+  ASSERT_EQ(pipe(err), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(err[1], 2);
+    close(in[1]);
+    close(err[0]);
+    execl(bin_.c_str(), bin_.c_str(), "append", Data().c_str(), "long:shard:0000", "-c",
+          "storage.max_entry_bytes=1MiB", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(in[0]);
+  close(err[1]);
+  struct sigaction ignore {}, old {};
+  ignore.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &ignore, &old);
+  uint64_t written = 0;
+  bool refused = false;
+  const std::string head = "first\nsecond\n";
+  const std::string chunk(64 << 10, 'x');
+  if (write(in[1], head.data(), head.size()) == static_cast<ssize_t>(head.size())) {
+    while (written < (256ull << 20)) {
+      ssize_t n = write(in[1], chunk.data(), chunk.size());
+      if (n < 0) {
+        refused = errno == EPIPE;
+        break;
+      }
+      written += static_cast<uint64_t>(n);
+    }
+  }
+  close(in[1]);
+  sigaction(SIGPIPE, &old, nullptr);
+  std::string error_text;
+  char buf[4096];
+  for (ssize_t n; (n = read(err[0], buf, sizeof buf)) > 0;) error_text.append(buf, n);
+  close(err[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(refused) << "the tool read " << written << " bytes of one line";
+  EXPECT_LT(written, 16ull << 20);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 1) << error_text;
+  EXPECT_NE(error_text.find("stdin line 3 is longer than storage.max_entry_bytes (1048576 bytes)"),
+            std::string::npos)
+      << error_text;
+  EXPECT_NE(error_text.find("appended 2 entries"), std::string::npos) << error_text;
+  ToolRun t = Comet("tail " + Data() + " long:shard:0000 --from 0");
+  ASSERT_EQ(t.status, 0);
+  EXPECT_EQ(t.out, "first\nsecond\n");
 }
 
 }  // namespace

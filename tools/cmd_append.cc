@@ -21,17 +21,26 @@ constexpr OptionSpec kOptions[] = {{"-c", true}};
 // Reads a file descriptor in chunks and hands out the complete lines of each chunk, so that
 // a bulk input is appended in large batches and a slow producer's lines are appended as soon
 // as they arrive. The trailing '\n' is stripped, an unterminated last line is still a line,
-// and bytes (NUL included) are kept as they are.
+// and bytes (NUL included) are kept as they are. A line longer than `max_line` bytes is refused
+// as soon as that many bytes of it arrived: the buffer never holds more than one chunk beyond
+// that, and every byte is searched for '\n' once.
 class LineChunker {
  public:
-  explicit LineChunker(int fd) : fd_(fd) {}
+  LineChunker(int fd, uint64_t max_line) : fd_(fd), max_line_(max_line) {}
 
   // Reads once more (blocking) and fills *lines with views of the lines completed by it; the
-  // views stay valid until the next call. Returns false at the end of input (after the last
-  // line was handed out) or with *error set if read(2) failed.
-  bool Next(std::vector<std::string_view>* lines, int* error) {
+  // views stay valid until the next call, which must be given the same vector. Returns false at the end of input (after the last
+  // line was handed out), or with *error set if read(2) failed or a line is too long (the
+  // lines before that one are handed out first).
+  bool Next(std::vector<std::string_view>* lines, Status* error) {
+    lines_ += lines->size();
     lines->clear();
+    if (!error_.ok()) {
+      *error = error_;
+      return false;
+    }
     buf_.erase(0, consumed_);
+    searched_ -= consumed_;
     consumed_ = 0;
     if (eof_) return false;
     size_t old = buf_.size();
@@ -42,12 +51,12 @@ class LineChunker {
     } while (n < 0 && errno == EINTR);
     buf_.resize(old + (n > 0 ? static_cast<size_t>(n) : 0));
     if (n < 0) {
-      *error = errno;
+      *error = Status::FromErrno(errno, "reading stdin");
       return false;
     }
     eof_ = n == 0;
     Split(lines);
-    return !lines->empty() || !eof_;
+    return !lines->empty() || (!eof_ && error_.ok()) || Next(lines, error);
   }
 
  private:
@@ -56,19 +65,40 @@ class LineChunker {
   void Split(std::vector<std::string_view>* lines) {
     std::string_view data(buf_);
     size_t start = 0;
-    for (size_t nl; (nl = data.find('\n', start)) != std::string_view::npos; start = nl + 1) {
-      lines->push_back(data.substr(start, nl - start));
+    for (size_t nl; (nl = data.find('\n', searched_)) != std::string_view::npos;) {
+      if (!Take(data.substr(start, nl - start), lines)) return;
+      start = searched_ = nl + 1;
+      consumed_ = start;
     }
+    searched_ = data.size();
     if (eof_ && start < data.size()) {
-      lines->push_back(data.substr(start));
-      start = data.size();
+      if (!Take(data.substr(start), lines)) return;
+      consumed_ = data.size();
+    } else if (data.size() - start > max_line_) {
+      // The unfinished line alone is already too long: refuse it now rather than buffer more.
+      Take(data.substr(start), lines);
     }
-    consumed_ = start;
+  }
+
+  // Hands out one line, or records that it is too long.
+  bool Take(std::string_view line, std::vector<std::string_view>* lines) {
+    if (line.size() > max_line_) {
+      error_ = Status::TooLarge("stdin line " + std::to_string(lines_ + lines->size() + 1) +
+                                " is longer than storage.max_entry_bytes (" +
+                                std::to_string(max_line_) + " bytes)");
+      return false;
+    }
+    lines->push_back(line);
+    return true;
   }
 
   int fd_;
+  uint64_t max_line_;
   std::string buf_;
-  size_t consumed_ = 0;
+  size_t consumed_ = 0;   // bytes of buf_ already handed out as lines
+  size_t searched_ = 0;   // bytes of buf_ already searched for '\n'
+  uint64_t lines_ = 0;    // lines handed out before the last call (for line numbers)
+  Status error_;          // a line too long: reported once the lines before it are out
   bool eof_ = false;
 };
 
@@ -111,15 +141,14 @@ Status AppendLines(Client* client, Stream* stream, std::span<const std::string_v
 
 // Reads stdin to the end, appending the lines of every chunk read.
 Status AppendStdin(Client* client, Stream* stream, Progress* progress) {
-  LineChunker chunker(STDIN_FILENO);
+  LineChunker chunker(STDIN_FILENO, client->config().storage.max_entry_bytes);
   std::vector<std::string_view> lines;
   std::vector<EntryId> ids;
-  int error = 0;
+  Status error;
   while (chunker.Next(&lines, &error)) {
     if (Status s = AppendLines(client, stream, lines, &ids, progress); !s.ok()) return s;
   }
-  if (error != 0) return Status::FromErrno(error, "reading stdin");
-  return Status::Ok();
+  return error;
 }
 
 }  // namespace
