@@ -524,6 +524,64 @@ TEST_F(ExporterTest, RefusesAnOversizedRequest) {
   EXPECT_EQ(exporter.Stop(), 0);
 }
 
+// Sends `request` on a fresh connection and returns all the exporter answers before closing it
+// (at most 10 s).
+std::string RawExchange(int port, const std::string& request) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "socket failed";
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string reply;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(request.size())) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    char buf[4096];
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd pfd{fd, POLLIN, 0};
+      if (poll(&pfd, 1, 100) <= 0) continue;
+      ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      reply.append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(fd);
+  return reply;
+}
+
+// RFC 9112 lets a server take a bare LF as a line end; clients typed by hand (nc, printf) send
+// them, and got no answer at all.
+TEST_F(ExporterTest, AnswersARequestWhoseLinesEndInBareLineFeeds) {
+  WriteTwoStreams();
+  ExporterProcess exporter;
+  std::string error;
+  ASSERT_TRUE(exporter.Start(Data(), &error)) << error;
+  std::string lf = RawExchange(exporter.port(), "GET /metrics HTTP/1.1\nHost: x\n\n");
+  EXPECT_TRUE(lf.starts_with("HTTP/1.1 200 OK\r\n")) << lf;
+  EXPECT_TRUE(Contains(lf, AppendedSample(kAlpha, kAlphaEntries) + "\n")) << lf;
+  std::string mixed = RawExchange(
+      exporter.port(), "GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text\n\r\n");
+  EXPECT_TRUE(mixed.starts_with("HTTP/1.1 200 OK\r\n")) << mixed;
+  EXPECT_TRUE(Contains(mixed, "# EOF\n")) << "the Accept header was not read: " << mixed;
+  std::string head = RawExchange(exporter.port(), "HEAD / HTTP/1.0\n\n");
+  EXPECT_TRUE(head.starts_with("HTTP/1.1 200 OK\r\n")) << head;
+  EXPECT_FALSE(Contains(head, "<html>")) << head;
+  EXPECT_EQ(exporter.Stop(), 0);
+}
+
+TEST_F(ExporterTest, RefusesASecondListenAddress) {
+  WriteTwoStreams();
+  // The second address is bad, so that a build which silently took the last one fails fast
+  // (with a message about that address) instead of serving forever.
+  RunResult r = RunTool({ToolBinary(), "exporter", Data(), "--listen", "127.0.0.1:0", "--listen",
+                         "127.0.0.1"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_TRUE(Contains(r.err, "--listen given more than once")) << r.err;
+  EXPECT_TRUE(r.out.empty()) << "it started listening: " << r.out;
+}
+
 TEST_F(ExporterTest, RefusesAnAddressThatIsNotGivenExplicitly) {
   WriteTwoStreams();
   for (const char* listen : {":9464", "example.com:80", "127.0.0.1:70000", "127.0.0.1"}) {

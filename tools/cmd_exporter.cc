@@ -151,10 +151,23 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
-// Parses the request line and the one header we use. `head` ends before the blank line.
+// Where the request head ends (the position of the empty line that ends it), or npos. Lines
+// end in CRLF, or in a bare LF, which RFC 9112 (2.2) lets a server accept: some clients and
+// hand-typed requests send it.
+size_t HeadEnd(std::string_view in) {
+  for (size_t nl = in.find('\n'); nl != std::string_view::npos; nl = in.find('\n', nl + 1)) {
+    size_t next = nl + 1;
+    if (next < in.size() && in[next] == '\r') next++;
+    if (next < in.size() && in[next] == '\n') return nl;
+  }
+  return std::string_view::npos;
+}
+
+// Parses the request line and the one header we use. `head` ends before the empty line; its
+// lines end in LF, with or without CR.
 bool ParseRequest(std::string_view head, Request* out) {
-  size_t eol = head.find("\r\n");
-  std::string_view line = head.substr(0, eol);
+  size_t eol = head.find('\n');
+  std::string_view line = Trim(head.substr(0, eol));
   size_t sp1 = line.find(' ');
   size_t sp2 = line.rfind(' ');
   if (sp1 == std::string_view::npos || sp2 == sp1 || !line.substr(sp2 + 1).starts_with("HTTP/")) {
@@ -164,8 +177,8 @@ bool ParseRequest(std::string_view head, Request* out) {
   std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
   out->path = target.substr(0, target.find('?'));  // scrapers may add parameters; ignored
   while (eol != std::string_view::npos) {
-    size_t start = eol + 2;
-    eol = head.find("\r\n", start);
+    size_t start = eol + 1;
+    eol = head.find('\n', start);
     std::string_view h = head.substr(start, eol == std::string_view::npos ? eol : eol - start);
     size_t colon = h.find(':');
     if (colon != std::string_view::npos && EqualsIgnoreCase(Trim(h.substr(0, colon)), "accept")) {
@@ -311,7 +324,7 @@ bool OnReadable(const std::string& dir, Connection* c) {
     if (n == 0) return false;  // the peer is gone (or done, when draining)
     if (c->state == Connection::kDraining) continue;  // discard until the peer closes
     c->in.append(buf, static_cast<size_t>(n));
-    size_t end = c->in.find("\r\n\r\n");
+    size_t end = HeadEnd(c->in);
     const bool too_big = end == std::string::npos ? c->in.size() > kMaxRequestBytes
                                                   : end > kMaxRequestBytes;
     if (too_big) {
@@ -439,6 +452,10 @@ int RunExporter(std::span<char* const> argv) {
   if (!args.ok()) return UsageError("exporter", args.status().message());
   if (args->positional.size() != 1) return UsageError("exporter", "expected DIR");
   const std::string& dir = args->positional[0];
+  if (args->GetAll("--listen").size() > 1) {
+    return UsageError("exporter", "--listen given more than once; the exporter listens on one "
+                                  "address");
+  }
   const std::string listen_text = args->Get("--listen").value_or(kDefaultListen);
   Result<ListenAddress> where = ParseListen(listen_text);
   if (!where.ok()) return UsageError("exporter", where.status().message());
