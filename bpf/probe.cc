@@ -190,12 +190,12 @@ Result<std::unique_ptr<Probe>> Probe::Start(const ProbeOptions& opts,
   Status st = p->PreparePinDir(notes);
   if (st.ok()) st = p->Load(notes);
   if (st.ok()) st = p->InitExport();
-  if (st.ok()) st = p->AttachUsdt(notes);
+  if (st.ok() && opts.attach) st = p->AttachUsdt(notes);
   if (!st.ok()) {
     p->opts_.keep = false;  // a failed start leaves nothing behind
     return st;
   }
-  p->AttachKernelSide(notes);
+  if (opts.attach) p->AttachKernelSide(notes);
   return p;
 }
 

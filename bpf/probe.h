@@ -30,6 +30,7 @@ struct ProbeOptions {
   int pid = 0;            // only this process (0: every process)
   std::string cgroup;     // only tasks in this cgroup v2 directory (empty: no filter)
   bool keep = false;      // leave the maps pinned on destruction
+  bool attach = true;     // false: create and pin the maps only (for the export map)
 };
 
 // What the pinned maps hold (a copy).

@@ -355,6 +355,53 @@ TEST_F(BpfProbeTest, AppendingIntoFreshSegmentPagesShowsPageFaults) {
   EXPECT_GE(faults, in_append);
 }
 
+// ---- the export map -----------------------------------------------------------------------------
+
+TEST_F(BpfProbeTest, TheExportMapCountsWhatTheControlRegionCounts) {
+  RunResult made = RunTool({comet_test::ToolBinary(), "probe", "--export-only", "--pin", pin_});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  ASSERT_TRUE(fs::exists(pin_ + "/comet_export"));
+  RunTarget(160, 3, {"metrics.bpf_pin_dir=" + pin_});
+  RunTarget(37, 1, {"metrics.bpf_pin_dir=" + pin_});
+
+  RunResult stats = RunTool({comet_test::ToolBinary(), "stats", Sub("data"), "--json"});
+  ASSERT_EQ(stats.exit_code, 0) << stats.err;
+  Json sj;
+  ASSERT_TRUE(Json::Parse(stats.out, &sj)) << stats.out;
+  const Json* ops = sj.Get("ops");
+  ASSERT_NE(ops, nullptr);
+  Json x = Element("comet_export", 0);
+  EXPECT_EQ(Field(x, "magic"), 0x505845544d4f43ull);
+  EXPECT_EQ(Field(x, "attached"), 2u);
+  const Json* xops = x.Get("op");
+  ASSERT_TRUE(xops && xops->items.size() == 5);
+  const char* names[] = {"append", "sync", "rotate", "read", "ack"};
+  for (size_t i = 0; i < 5; i++) {
+    SCOPED_TRACE(names[i]);
+    const Json* c = ops->Get(names[i]);
+    ASSERT_NE(c, nullptr);
+    EXPECT_EQ(Field(xops->items[i], "count"), Field(*c, "count"));
+    EXPECT_EQ(Field(xops->items[i], "sum_ns"), Field(*c, "sum_ns"));
+    EXPECT_EQ(SlotSum(xops->items[i]), Field(*c, "count"));
+  }
+  // Appends are timed one call in 16, each standing for 16: 160 + 37 calls show as 192.
+  EXPECT_EQ(Field(xops->items[0], "count"), 192u);
+  EXPECT_GT(Field(xops->items[1], "count"), 0u);  // write-backs that did work
+}
+
+TEST_F(BpfProbeTest, WithoutThePinNothingIsExportedAndNothingFails) {
+  // No pin at open: nothing exported, nothing fails. Then a client opened after the pin appeared
+  // exports into it.
+  RunTarget(32, 0, {"metrics.bpf_pin_dir=" + pin_});
+  RunResult made = RunTool({comet_test::ToolBinary(), "probe", "--export-only", "--pin", pin_});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  EXPECT_EQ(Field(Element("comet_export", 0), "attached"), 0u);
+  RunTarget(32, 0, {"metrics.bpf_pin_dir=" + pin_});
+  Json x = Element("comet_export", 0);
+  EXPECT_EQ(Field(x, "attached"), 1u);
+  EXPECT_EQ(Field(x.Get("op")->items[0], "count"), 32u);
+}
+
 // ---- bad cases ---------------------------------------------------------------------------------
 
 TEST_F(BpfProbeTest, NotRootIsAClearError) {

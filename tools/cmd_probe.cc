@@ -40,7 +40,7 @@ namespace {
 constexpr OptionSpec kOptions[] = {{"--pin", true},      {"--pid", true},
                                    {"--lib", true},      {"--interval", true},
                                    {"--duration", true}, {"--keep", false},
-                                   {"--cgroup", true}};
+                                   {"--cgroup", true},   {"--export-only", false}};
 
 Result<double> ParseSeconds(std::string_view option, const std::string& text) {
   char* end = nullptr;
@@ -118,6 +118,14 @@ Result<Settings> Parse(std::span<char* const> argv) {
   }
   if (auto v = args->Get("--cgroup")) s.probe.cgroup = *v;
   s.probe.keep = args->Has("--keep");
+  if (args->Has("--export-only")) {
+    if (s.probe.pid || !s.probe.targets.empty() || !args->positional.empty()) {
+      return Status::Invalid("--export-only attaches nothing: no --pid, --lib or COMMAND");
+    }
+    s.probe.attach = false;
+    s.probe.keep = true;
+    return s;
+  }
   s.command = args->positional;
   if (!s.command.empty() && s.probe.pid) {
     return Status::Invalid("--pid and a COMMAND exclude each other");
@@ -162,6 +170,13 @@ int RunProbe(std::span<char* const> argv) {
   for (const std::string& n : notes) std::fprintf(stderr, "comet probe: %s\n", n.c_str());
   if (!started.ok()) return Fail(started.status());
   std::unique_ptr<bpf::Probe> probe = std::move(*started);
+  if (!s.probe.attach) {
+    std::printf("comet probe: maps pinned in %s; clients using this pin directory export their "
+                "histograms into %s/%s (bpftool map dump pinned %s/%s)\n",
+                probe->pin_dir().c_str(), probe->pin_dir().c_str(), COMET_EXPORT_MAP,
+                probe->pin_dir().c_str(), COMET_EXPORT_MAP);
+    return kExitOk;
+  }
   std::printf("comet probe: attached %zu probes; maps pinned in %s (bpftool map dump pinned "
               "%s/comet_ops)\n",
               probe->attached_probes(), probe->pin_dir().c_str(), probe->pin_dir().c_str());

@@ -49,14 +49,16 @@ constexpr Command kCommands[] = {
      "serves, and stops cleanly on SIGINT or SIGTERM. Read-only, like stats.\n"},
     {"probe", RunProbe,
      "probe [--pin DIR] [--pid PID | --lib PATH] [--interval S] [--duration S] [--keep]\n"
-     "              [--cgroup DIR] [-- COMMAND ARGS...]",
+     "              [--cgroup DIR] [--export-only] [-- COMMAND ARGS...]",
      "Loads Comet's eBPF programs (root), attaches them to the library's USDT probes in\n"
      "every process using libcomet.so (or the library or program at PATH, or process PID)\n"
      "and to the kernel's sync, page-fault and scheduler tracepoints, pins their maps under\n"
      "DIR (default /sys/fs/bpf/comet) for bpftool, and prints latency histograms every\n"
      "S seconds (default 5; 0: only at the end). Stops after --duration, on SIGINT or\n"
      "SIGTERM, or when COMMAND (run once attached) exits; then detaches and unpins, unless\n"
-     "--keep leaves the maps pinned. --cgroup counts only tasks in that cgroup v2.\n"},
+     "--keep leaves the maps pinned. --cgroup counts only tasks in that cgroup v2.\n"
+     "--export-only just creates and pins the maps, attaching nothing: clients then add\n"
+     "their own histograms into DIR/comet_export at no system call (metrics.bpf_pin_dir).\n"},
     {"demo", RunDemo, "demo [DIR] [--lines N] [-c key=value ...]",
      "Writes a realistic log workload (nginx access lines and JSON app logs, 2,000,000 by\n"
      "default) to 8 shards of logs:v1 in DIR (default build/demo), reads it back, verifies\n"

@@ -98,6 +98,8 @@ class ClientImpl {
   Result<std::shared_ptr<Shard>> LoadShard(uint32_t prefix_id, const std::string& prefix,
                                            uint32_t shard);
   void StartThreads();
+  // Maps the pinned export map if it (re)appeared, forgets it if its pin went (bpf_export.h).
+  void RefreshExport();
   void StopThreads();
   void MaintainerLoop();
   void SyncerLoop();
@@ -116,6 +118,10 @@ class ClientImpl {
   int lock_fd_ = -1;
   std::shared_ptr<shm::ControlRegion> control_;  // also ctx_->control_owner
   std::unique_ptr<shm::Membership> membership_;
+  // Export mappings, the current one last; kept until destruction (appenders may still hold an
+  // older one's address). Bounded by kMaxExportMaps.
+  std::vector<std::unique_ptr<ExportMap>> exports_;
+  static constexpr size_t kMaxExportMaps = 8;
   Wakeup maintainer_, syncer_;
   std::thread maintainer_thread_, syncer_thread_;
   std::atomic<bool> stop_{false};

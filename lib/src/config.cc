@@ -132,7 +132,7 @@ const std::vector<std::string>& Config::Keys() {
       "storage.max_streams",       "sync.mode",               "sync.interval",
       "sync.entries",              "compression.min_bytes",   "compression.level",
       "index.interval",            "concurrency.mode",        "concurrency.max_processes",
-      "open.read_only"};
+      "open.read_only",            "metrics.bpf_pin_dir"};
   return keys;
 }
 
@@ -192,6 +192,13 @@ Status Config::Set(std::string_view key, std::string_view value) {
     Result<bool> r = ParseBool(key, value);
     if (!r.ok()) return r.status();
     open.read_only = *r;
+    return Status::Ok();
+  }
+  if (key == "metrics.bpf_pin_dir") {
+    if (!value.empty() && value[0] != '/') {
+      return BadValue(key, value, "must be an absolute path, or empty to disable");
+    }
+    metrics.bpf_pin_dir = std::string(value);
     return Status::Ok();
   }
   std::string known;

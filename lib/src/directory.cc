@@ -137,6 +137,7 @@ Status ClientImpl::Open() {
     control_->process(membership_->slot())->owned_shards.store(AllShards().size());
   }
   fork_generation_ = g_fork_generation.load(std::memory_order_acquire);
+  RefreshExport();
   InstallForkHandlers();
   {
     std::lock_guard lk(g_clients_mu);
@@ -377,14 +378,34 @@ Status ClientImpl::SyncAll() {
 // ---- background threads ----------------------------------------------------------------------
 
 void ClientImpl::MaintainerLoop() {
-  int64_t next_rebalance = 0;
+  int64_t next_rebalance = 0, next_export_check = env::MonotonicNs() + 1'000'000'000;
   while (!stop_.load(std::memory_order_acquire)) {
     for (auto& s : AllShards()) s->Maintain();
+    if (env::MonotonicNs() >= next_export_check) {
+      RefreshExport();
+      next_export_check = env::MonotonicNs() + 1'000'000'000;
+    }
     if (multi_ && env::MonotonicNs() >= next_rebalance) {
       Rebalance(0);
       next_rebalance = env::MonotonicNs() + 20'000'000;
     }
     maintainer_.Wait(multi_ ? 20'000'000 : 100'000'000);
+  }
+}
+
+void ClientImpl::RefreshExport() {
+  const std::string& dir = ctx_.cfg.metrics.bpf_pin_dir;
+  if (dir.empty() || ctx_.read_only) return;
+  ExportMap* current = exports_.empty() ? nullptr : exports_.back().get();
+  if (current && current->StillPinned(dir)) {
+    ctx_.exported.store(current->get(), std::memory_order_relaxed);
+    return;
+  }
+  ctx_.exported.store(nullptr, std::memory_order_relaxed);
+  if (exports_.size() >= kMaxExportMaps) return;  // re-pinned over and over: stop following
+  if (std::unique_ptr<ExportMap> m = ExportMap::Open(dir)) {
+    ctx_.exported.store(m->get(), std::memory_order_relaxed);
+    exports_.push_back(std::move(m));
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/bpf.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -11,6 +12,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstring>
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -233,6 +235,29 @@ Status PopulateWrite(char* base, uint64_t off, uint64_t len) {
     return Status::FromErrno(errno, "madvise(MADV_POPULATE_WRITE)");
   }
   return Status::Ok();
+}
+
+Result<int> BpfObjGet(const std::string& path) {
+  union bpf_attr attr;
+  std::memset(&attr, 0, sizeof attr);
+  attr.pathname = reinterpret_cast<uintptr_t>(path.c_str());
+  int fd = static_cast<int>(syscall(SYS_bpf, BPF_OBJ_GET, &attr, sizeof attr));
+  if (fd < 0) return Status::FromErrno(errno, "BPF_OBJ_GET " + path);
+  return fd;
+}
+
+Result<BpfMapInfo> GetBpfMapInfo(int fd, const std::string& path) {
+  struct bpf_map_info info;
+  std::memset(&info, 0, sizeof info);
+  union bpf_attr attr;
+  std::memset(&attr, 0, sizeof attr);
+  attr.info.bpf_fd = static_cast<uint32_t>(fd);
+  attr.info.info_len = sizeof info;
+  attr.info.info = reinterpret_cast<uintptr_t>(&info);
+  if (syscall(SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &attr, sizeof attr) != 0) {
+    return Status::FromErrno(errno, "BPF_OBJ_GET_INFO_BY_FD " + path);
+  }
+  return BpfMapInfo{info.type, info.key_size, info.value_size, info.max_entries, info.map_flags};
 }
 
 void FutexWake(void* addr, int n) {

@@ -47,6 +47,14 @@ void DropMapped(char* base, uint64_t off, uint64_t len);
 // Faults in pages [off, off+len) for writing without touching them (MADV_POPULATE_WRITE).
 Status PopulateWrite(char* base, uint64_t off, uint64_t len);
 
+// A pinned BPF object (bpf(2) BPF_OBJ_GET, read-write); its descriptor.
+Result<int> BpfObjGet(const std::string& path);
+// What the kernel says of the BPF map behind fd (BPF_OBJ_GET_INFO_BY_FD).
+struct BpfMapInfo {
+  uint32_t type = 0, key_size = 0, value_size = 0, max_entries = 0, flags = 0;
+};
+Result<BpfMapInfo> GetBpfMapInfo(int fd, const std::string& path);
+
 // Futex on a 32-bit word that may live in shared memory.
 void FutexWake(void* addr, int n);
 // Waits while *addr == expected, at most timeout_ns (<0: forever). Returns false on timeout.

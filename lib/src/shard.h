@@ -23,6 +23,7 @@
 #include "comet/client.h"
 #include "comet/config.h"
 #include "comet/format.h"
+#include "bpf_export.h"
 #include "segment.h"
 
 namespace comet::shm {
@@ -63,6 +64,8 @@ struct ShardContext {
   Wakeup* syncer = nullptr;
   // This process's latency histograms in the control region (null for read-only clients).
   std::atomic<format::ProcessMetrics*> metrics{nullptr};
+  // The pinned export map, when there is one (bpf_export.h): the same figures go there too.
+  std::atomic<comet_export*> exported{nullptr};
   // Adds one timed operation that stands for `weight` operations (sampled timing).
   void Record(format::MetricOp op, uint64_t ns, uint64_t weight = 1) const {
     format::ProcessMetrics* m = metrics.load(std::memory_order_relaxed);
@@ -72,6 +75,9 @@ struct ShardContext {
     o.buckets[b].fetch_add(weight, std::memory_order_relaxed);
     o.count.fetch_add(weight, std::memory_order_relaxed);
     o.sum_ns.fetch_add(ns * weight, std::memory_order_relaxed);
+    if (comet_export* x = exported.load(std::memory_order_relaxed)) {
+      ExportMap::Add(x, op, b, ns, weight);
+    }
   }
 };
 

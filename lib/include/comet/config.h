@@ -70,6 +70,14 @@ struct Config {
     uint32_t max_processes = 64;
   } concurrency;
 
+  struct Metrics {
+    // Directory of the pinned eBPF maps of `comet probe`. While DIR/comet_export is pinned
+    // there, every writing client also adds its latency histograms to it (atomic adds into a
+    // shared mapping, no system call), so that bpftool shows them with no probe attached; the
+    // pin is looked for at open and then once a second. Empty disables.
+    std::string bpf_pin_dir = "/sys/fs/bpf/comet";
+  } metrics;
+
   struct Open {
     // Open without the writer claim: no recovery, no appends; reads what writers published.
     // Tools use this to read a directory that a live process is writing.
