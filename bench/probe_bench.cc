@@ -1,5 +1,9 @@
 // The cost of observing appends: USDT probe sites with nothing attached (two per append, against
 // the same call without them), and appends with `comet probe` attached or the pinned export on.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "common.h"
@@ -9,6 +13,159 @@ namespace comet_bench {
 namespace {
 
 constexpr double kMinTime = 0.5;
+
+double ThreadCpuSeconds() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) + double(t.tv_nsec) * 1e-9;
+}
+
+std::string CometTool() {
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return "comet";
+  std::string exe(self, size_t(n));
+  return exe.substr(0, exe.rfind('/')) + "/comet";
+}
+
+std::string PinDir(const char* what) {
+  return std::string("/sys/fs/bpf/comet-bench-") + what + "-" + std::to_string(getpid());
+}
+
+// Runs `comet probe ARGS`: with `wait_attached`, returns once it printed that it attached
+// (the caller stops it with Stop); else waits for it to exit. Empty error on success.
+struct ProbeRun {
+  pid_t pid = -1;
+  int out = -1;
+
+  std::string Start(const std::vector<std::string>& args, bool wait_attached) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) return "pipe failed";
+    pid = fork();
+    if (pid == 0) {
+      dup2(p[1], 1);
+      int null = open("/dev/null", O_WRONLY);
+      if (null >= 0) dup2(null, 2);
+      std::vector<std::string> argv{CometTool(), "probe"};
+      argv.insert(argv.end(), args.begin(), args.end());
+      std::vector<char*> a;
+      for (auto& x : argv) a.push_back(x.data());
+      a.push_back(nullptr);
+      execv(a[0], a.data());
+      _exit(127);
+    }
+    close(p[1]);
+    out = p[0];
+    std::string got;
+    char buf[4096];
+    while (got.find("comet probe: ") == std::string::npos) {
+      pollfd pf{out, POLLIN, 0};
+      if (poll(&pf, 1, 60000) <= 0) break;
+      ssize_t n = read(out, buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(buf, size_t(n));
+    }
+    if (!wait_attached) return Stop() == 0 ? "" : "comet probe failed (root and BPF needed)";
+    if (got.find("comet probe: attached") == std::string::npos) {
+      Stop();
+      return "comet probe did not attach (root and BPF needed)";
+    }
+    return "";
+  }
+  int Stop() {
+    if (pid <= 0) return -1;
+    kill(pid, SIGINT);
+    char buf[4096];
+    while (read(out, buf, sizeof buf) > 0) {
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    close(out);
+    pid = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+};
+
+// The pin directory with an export map, created once (`comet probe --export-only`) and removed
+// after all benchmarks.
+const std::string* ExportPin(std::string* error) {
+  static std::string dir, err;
+  static bool done = false;
+  if (!done) {
+    done = true;
+    dir = PinDir("export");
+    ProbeRun run;
+    err = run.Start({"--export-only", "--pin", dir}, false);
+    if (err.empty()) {
+      Cleanups().push_back([] {
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+      });
+    }
+  }
+  *error = err;
+  return err.empty() ? &dir : nullptr;
+}
+
+enum class Observed { kDetached, kExport, kAttached };
+const char* ObservedName(Observed o) {
+  return o == Observed::kDetached ? "detached" : o == Observed::kExport ? "export" : "attached";
+}
+
+// Single 100-byte appends (sync none, untimed loop) with probes detached, with the export map
+// on, or with `comet probe --pid <self>` attached. Mean wall and thread-CPU time per append.
+void BM_AppendObserved(benchmark::State& state, Observed o, const std::string& bench) {
+  TempDir dir;
+  comet::Config cfg;
+  cfg.sync.mode = comet::SyncMode::kNone;
+  cfg.metrics.bpf_pin_dir = "";
+  std::string error;
+  if (o == Observed::kExport) {
+    const std::string* pin = ExportPin(&error);
+    if (!pin) return state.SkipWithError(error.c_str());
+    cfg.metrics.bpf_pin_dir = *pin;
+  }
+  ProbeRun probe;
+  if (o == Observed::kAttached) {
+    error = probe.Start({"--pid", std::to_string(getpid()), "--pin", PinDir("attached"),
+                         "--interval", "0"},
+                        true);
+    if (!error.empty()) return state.SkipWithError(error.c_str());
+  }
+  auto client = comet::Client::Open(dir.Sub("data"), cfg);
+  if (!client.ok()) {
+    probe.Stop();
+    return state.SkipWithError(client.status().ToString().c_str());
+  }
+  comet::Stream* s = GetStreamOrFail(state, client->get(), "bench:shard:0000");
+  Payloads p;
+  size_t i = 0;
+  for (; s && i < 10000; i++) {
+    std::string_view e = p[i];
+    (void)(*client)->Append(s, std::span<const std::string_view>(&e, 1));
+  }
+  WallTimer wt;
+  wt.Start();
+  const double cpu0 = ThreadCpuSeconds();
+  for (auto _ : state) {
+    if (!s) break;
+    std::string_view e = p[i++];
+    comet::Status st = (*client)->Append(s, std::span<const std::string_view>(&e, 1));
+    if (!st.ok()) [[unlikely]] {
+      FailStatus(state, "Append", st);
+      break;
+    }
+  }
+  const double secs = wt.Seconds(), cpu = ThreadCpuSeconds() - cpu0;
+  (void)(*client)->Close();
+  probe.Stop();
+  if (state.error_occurred() || state.iterations() == 0) return;
+  const double n = double(state.iterations());
+  const std::string key = std::string("probe.append.") + ObservedName(o);
+  SetFigure(key + ".mean_ns", secs * 1e9 / n, bench, state.iterations());
+  SetFigure(key + ".cpu_ns", cpu * 1e9 / n, bench, state.iterations());
+  state.SetItemsProcessed(state.iterations());
+}
 
 // Two bodies: an empty call (the sites' cost with nothing to hide behind) and an append's floor
 // (copy 100 bytes and CRC them, what every append does). The probed variants add what
@@ -70,6 +227,13 @@ void RegisterProbeBenchmarks() {
           ->UseRealTime()
           ->Unit(benchmark::kNanosecond);
     }
+  }
+  for (Observed o : {Observed::kDetached, Observed::kExport, Observed::kAttached}) {
+    RegisterNamed(std::string("BM_AppendObserved/") + ObservedName(o),
+                  [o](benchmark::State& st, const std::string& n) { BM_AppendObserved(st, o, n); })
+        ->MinTime(o == Observed::kAttached ? 0.2 : kMinTime)
+        ->UseRealTime()
+        ->Unit(benchmark::kNanosecond);
   }
 }
 
