@@ -118,10 +118,7 @@ class ClientImpl {
   int lock_fd_ = -1;
   std::shared_ptr<shm::ControlRegion> control_;  // also ctx_->control_owner
   std::unique_ptr<shm::Membership> membership_;
-  // Export mappings, the current one last; kept until destruction (appenders may still hold an
-  // older one's address). Bounded by kMaxExportMaps.
-  std::vector<std::unique_ptr<ExportMap>> exports_;
-  static constexpr size_t kMaxExportMaps = 8;
+  static constexpr size_t kMaxExportMaps = 8;  // see RefreshExport
   Wakeup maintainer_, syncer_;
   std::thread maintainer_thread_, syncer_thread_;
   std::atomic<bool> stop_{false};

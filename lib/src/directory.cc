@@ -394,18 +394,19 @@ void ClientImpl::MaintainerLoop() {
 }
 
 void ClientImpl::RefreshExport() {
-  const std::string& dir = ctx_.cfg.metrics.bpf_pin_dir;
-  if (dir.empty() || ctx_.read_only) return;
-  ExportMap* current = exports_.empty() ? nullptr : exports_.back().get();
+  const std::string& dir = ctx_->cfg.metrics.bpf_pin_dir;
+  if (dir.empty() || ctx_->read_only) return;
+  auto& maps = ctx_->export_maps;
+  ExportMap* current = maps.empty() ? nullptr : maps.back().get();
   if (current && current->StillPinned(dir)) {
-    ctx_.exported.store(current->get(), std::memory_order_relaxed);
+    ctx_->exported.store(current->get(), std::memory_order_relaxed);
     return;
   }
-  ctx_.exported.store(nullptr, std::memory_order_relaxed);
-  if (exports_.size() >= kMaxExportMaps) return;  // re-pinned over and over: stop following
+  ctx_->exported.store(nullptr, std::memory_order_relaxed);
+  if (maps.size() >= kMaxExportMaps) return;  // re-pinned over and over: stop following
   if (std::unique_ptr<ExportMap> m = ExportMap::Open(dir)) {
-    ctx_.exported.store(m->get(), std::memory_order_relaxed);
-    exports_.push_back(std::move(m));
+    ctx_->exported.store(m->get(), std::memory_order_relaxed);
+    maps.push_back(std::move(m));
   }
 }
 

@@ -66,6 +66,10 @@ struct ShardContext {
   std::atomic<format::ProcessMetrics*> metrics{nullptr};
   // The pinned export map, when there is one (bpf_export.h): the same figures go there too.
   std::atomic<comet_export*> exported{nullptr};
+  // The export mappings, the current one last. They live as long as the context (a handle may
+  // outlive its client, and an appender may still hold an older map's address); only the
+  // client's open and its maintainer thread change the list.
+  std::vector<std::unique_ptr<ExportMap>> export_maps;
   // Adds one timed operation that stands for `weight` operations (sampled timing).
   void Record(format::MetricOp op, uint64_t ns, uint64_t weight = 1) const {
     format::ProcessMetrics* m = metrics.load(std::memory_order_relaxed);
