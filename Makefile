@@ -123,9 +123,16 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory -j$$(nproc) tests
 	$(Q)COMET_BIN=$(abspath $(BUILD)/bin/comet) $(BUILD)/bin/comet_tests $(GTEST_ARGS)
 
+# As root, with BPF built and a BPF filesystem on /sys/fs/bpf, the demo runs under `comet probe`
+# (attached to the comet executable, which links the library statically) and ends with the
+# histograms of its run. PROBED runs any command that way: $(PROBED) CMD ARGS.
+PROBED = if [ "$$(id -u)" = 0 ] && [ -n "$(HAVE_BPF)" ] && \
+            [ "$$(stat -f -c %T /sys/fs/bpf 2>/dev/null)" = bpf_fs ]; then \
+           set -- $(BUILD)/bin/comet probe --interval 0 --pin /sys/fs/bpf/comet-run-$$$$ -- "$$@"; \
+         else echo "  (run as root with /sys/fs/bpf mounted to see the eBPF histograms)"; fi; "$$@"
 run: deps
 	$(Q)$(MAKE) --no-print-directory -j$$(nproc) tools
-	$(Q)$(BUILD)/bin/comet demo $${COMET_DIR:-$(BUILD)/demo}
+	$(Q)set -- $(BUILD)/bin/comet demo $${COMET_DIR:-$(BUILD)/demo}; $(PROBED)
 
 bench: deps
 	$(Q)$(MAKE) --no-print-directory -j$$(nproc) benches

@@ -74,7 +74,10 @@ std::string FormatSnapshot(const bpf::Snapshot& s) {
   }
   std::string shards;
   for (const auto& [k, h] : s.shards) {
-    if (k.prefix_id == 0xFFFFFFFFu) continue;
+    // The hot-path operations; the others are in the per-shard map for bpftool.
+    const bool hot = k.op == COMET_OP_APPEND || k.op == COMET_OP_COMMIT || k.op == COMET_OP_READ ||
+                     k.op == COMET_OP_WAIT;
+    if (k.prefix_id == 0xFFFFFFFFu || !hot) continue;
     shards += Format("  %-9s prefix %u shard %04X: %s, p50 %s, p99 %s\n", bpf::OpName(k.op),
                      k.prefix_id, k.shard, Plural(h.count, "call").c_str(),
                      HumanDuration(Percentile(h, 0.5)).c_str(),
@@ -82,7 +85,7 @@ std::string FormatSnapshot(const bpf::Snapshot& s) {
   }
   if (!shards.empty()) out += "per shard:\n" + shards + "\n";
   for (const auto& [pid, f] : s.faults) {
-    out += Format("page faults of appending threads, pid %u: %s, %s inside append calls\n", pid,
+    out += Format("page faults of appending threads, pid %u: %s, %s of them inside append calls\n", pid,
                   Grouped(f.faults).c_str(), Grouped(f.in_append).c_str());
   }
   if (out.empty()) out = "(nothing counted yet)\n";
