@@ -415,6 +415,8 @@ std::string BuildTable(const std::string& filter, const std::string& load_line, 
         {"comet probe attached: single append 100 B (thread CPU, traps included)",
          cpu(app + "attached.cpu_ns"), std::nullopt},
     };
+    pr.push_back({"comet probe attached, metrics.probe_sample=16: single append 100 B",
+                  cpu(app + "sampled16.cpu_ns"), std::nullopt});
     if (auto d = delta(app + "attached.cpu_ns", app + "detached.cpu_ns")) {
       pr.push_back({"comet probe attached: cost per uprobe hit (2 hits per append)", *d / 2,
                     std::nullopt});

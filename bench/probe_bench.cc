@@ -107,13 +107,20 @@ const std::string* ExportPin(std::string* error) {
   return err.empty() ? &dir : nullptr;
 }
 
-enum class Observed { kDetached, kExport, kAttached };
+enum class Observed { kDetached, kExport, kAttached, kSampled };
 const char* ObservedName(Observed o) {
-  return o == Observed::kDetached ? "detached" : o == Observed::kExport ? "export" : "attached";
+  switch (o) {
+    case Observed::kDetached: return "detached";
+    case Observed::kExport: return "export";
+    case Observed::kAttached: return "attached";
+    case Observed::kSampled: return "sampled16";
+  }
+  return "?";
 }
 
 // Single 100-byte appends (sync none, untimed loop) with probes detached, with the export map
-// on, or with `comet probe --pid <self>` attached. Mean wall and thread-CPU time per append.
+// on, or with `comet probe --pid <self>` attached (every call, or sampled: metrics.probe_sample
+// 16). Mean wall and thread-CPU time per append.
 void BM_AppendObserved(benchmark::State& state, Observed o, const std::string& bench) {
   TempDir dir;
   comet::Config cfg;
@@ -126,7 +133,8 @@ void BM_AppendObserved(benchmark::State& state, Observed o, const std::string& b
     cfg.metrics.bpf_pin_dir = *pin;
   }
   ProbeRun probe;
-  if (o == Observed::kAttached) {
+  if (o == Observed::kSampled) cfg.metrics.probe_sample = 16;
+  if (o == Observed::kAttached || o == Observed::kSampled) {
     error = probe.Start({"--pid", std::to_string(getpid()), "--pin", PinDir("attached"),
                          "--interval", "0"},
                         true);
@@ -228,7 +236,8 @@ void RegisterProbeBenchmarks() {
           ->Unit(benchmark::kNanosecond);
     }
   }
-  for (Observed o : {Observed::kDetached, Observed::kExport, Observed::kAttached}) {
+  for (Observed o : {Observed::kDetached, Observed::kExport, Observed::kAttached,
+                     Observed::kSampled}) {
     RegisterNamed(std::string("BM_AppendObserved/") + ObservedName(o),
                   [o](benchmark::State& st, const std::string& n) { BM_AppendObserved(st, o, n); })
         ->MinTime(o == Observed::kAttached ? 0.2 : kMinTime)

@@ -148,19 +148,20 @@ static __always_inline __u32 slot_of(__u64 v)
 	return s;
 }
 
-static __always_inline void hist_add(struct comet_hist *h, __u64 ns, __u64 entries, __u64 bytes,
-				     bool error)
+// Adds a call (or `calls` calls, for a sampled one) that took ns.
+static __always_inline void hist_add(struct comet_hist *h, __u64 ns, __u64 calls, __u64 entries,
+				     __u64 bytes, bool error)
 {
 	__u32 slot = slot_of(ns) & (COMET_HIST_SLOTS - 1);
-	__sync_fetch_and_add(&h->count, 1);
-	__sync_fetch_and_add(&h->sum_ns, ns);
+	__sync_fetch_and_add(&h->count, calls);
+	__sync_fetch_and_add(&h->sum_ns, ns * calls);
 	if (entries)
 		__sync_fetch_and_add(&h->entries, entries);
 	if (bytes)
 		__sync_fetch_and_add(&h->bytes, bytes);
 	if (error)
-		__sync_fetch_and_add(&h->errors, 1);
-	__sync_fetch_and_add(&h->slots[slot], 1);
+		__sync_fetch_and_add(&h->errors, calls);
+	__sync_fetch_and_add(&h->slots[slot], calls);
 }
 
 // The value under `key`, inserted zeroed if absent (another CPU may insert it first).
@@ -223,14 +224,18 @@ int BPF_USDT(op_done, __u32 prefix_id, __u32 shard, __u64 entries, __u64 bytes, 
 		return 0;  // attached while the operation was in progress
 	__u64 ns = bpf_ktime_get_ns() - *start;
 	bpf_map_delete_elem(&starts, &k);
+	// Sampled operations (metrics.probe_sample) say how many calls this one stands for.
+	long weight = 1;
+	if (bpf_usdt_arg(ctx, 5, &weight) != 0 || weight < 1)
+		weight = 1;
 
 	struct comet_hist *h = bpf_map_lookup_elem(&comet_ops, &k.op);
 	if (h)
-		hist_add(h, ns, entries, bytes, status != 0);
+		hist_add(h, ns, weight, entries * weight, bytes * weight, status != 0);
 	struct comet_shard_key sk = { .op = k.op, .prefix_id = prefix_id, .shard = shard };
 	h = lookup_or_zero(&comet_shard_ops, &sk, &zero);
 	if (h)
-		hist_add(h, ns, entries, bytes, status != 0);
+		hist_add(h, ns, weight, entries * weight, bytes * weight, status != 0);
 	return 0;
 }
 
@@ -269,7 +274,7 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	bpf_map_delete_elem(&sys_starts, &tid);
 	struct comet_hist *h = bpf_map_lookup_elem(&comet_kernel, &op);
 	if (h)
-		hist_add(h, ns, 0, 0, ret < 0);
+		hist_add(h, ns, 1, 0, 0, ret < 0);
 	return 0;
 }
 
@@ -318,7 +323,7 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	__u32 op = COMET_K_WAKE_TO_RUN;
 	struct comet_hist *h = bpf_map_lookup_elem(&comet_kernel, &op);
 	if (h)
-		hist_add(h, ns, 0, 0, false);
+		hist_add(h, ns, 1, 0, 0, false);
 	return 0;
 }
 

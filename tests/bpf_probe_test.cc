@@ -283,6 +283,17 @@ TEST_F(BpfProbeTest, HistogramsCountEveryAppendAndSyncCallOnceWhateverTheBatch) 
   EXPECT_FALSE(fs::exists(pin_)) << pin_;
 }
 
+TEST_F(BpfProbeTest, SampledAppendsFireOneCallInNAndCountForN) {
+  StartProbe();
+  RunTarget(40, 0, {"metrics.probe_sample=4"});
+  Json append = Element("comet_ops", 0);
+  // Calls 4, 8, ..., 40 fire, each standing for 4: the count is exact for a multiple of 4.
+  EXPECT_EQ(Field(append, "count"), 40u);
+  EXPECT_EQ(SlotSum(append), 40u);
+  // Every 4th call of the target is its batch of 16: only those fired (10 x 16 x 4 entries).
+  EXPECT_EQ(Field(append, "entries"), 640u);
+}
+
 TEST_F(BpfProbeTest, AfterDetachCountsStopMovingAndKeepLeavesThePins) {
   StartProbe({"--keep"});
   RunTarget(8, 2);

@@ -21,6 +21,8 @@ uint64_t PayloadBytes(std::span<const std::string_view> entries) {
   return n;
 }
 int ProbeStatus(const Status& st) { return static_cast<int>(st.code()); }
+// metrics.probe_sample: while a probe pair is attached, one call in `every` per thread fires it.
+bool ProbeThisCall(uint32_t every, uint32_t* calls) { return every <= 1 || ++*calls % every == 0; }
 
 }  // namespace
 
@@ -138,10 +140,13 @@ Status Client::Append(Stream* s, std::span<const std::string_view> entries, Entr
     return st;
   };
   if (!COMET_PROBE_PAIR_ENABLED(append)) return append();
+  const uint32_t every = impl_->ctx_->cfg.metrics.probe_sample;
+  thread_local uint32_t probed_calls = 0;
+  if (!ProbeThisCall(every, &probed_calls)) return append();
   COMET_PROBE(append_start, ProbePrefix(s), ProbeShard(s), entries.size(), PayloadBytes(entries));
   Status st = append();
   COMET_PROBE(append_done, ProbePrefix(s), ProbeShard(s), entries.size(), PayloadBytes(entries),
-              ProbeStatus(st));
+              ProbeStatus(st), every);
   return st;
 }
 
@@ -161,16 +166,22 @@ Status Client::Sync() {
 }
 
 Status Client::Read(Stream* s, uint64_t entry, Entry* out) {
-  COMET_PROBE(read_start, ProbePrefix(s), ProbeShard(s), 1, 0);
-  const uint64_t t0 = internal::Ticks();
-  Status st = impl_->CheckOpen();
-  if (st.ok() && !s) st = Status::Invalid("null stream handle");
-  if (st.ok()) {
-    st = s->shard_->Read(entry, out);
+  auto read = [&]() -> Status {
+    const uint64_t t0 = internal::Ticks();
+    if (Status st = impl_->CheckOpen(); !st.ok()) return st;
+    if (!s) return Status::Invalid("null stream handle");
+    Status st = s->shard_->Read(entry, out);
     impl_->Record(format::kOpRead, internal::TicksToNs(internal::Ticks() - t0));
-  }
+    return st;
+  };
+  if (!COMET_PROBE_PAIR_ENABLED(read)) return read();
+  const uint32_t every = impl_->ctx_->cfg.metrics.probe_sample;
+  thread_local uint32_t probed_calls = 0;
+  if (!ProbeThisCall(every, &probed_calls)) return read();
+  COMET_PROBE(read_start, ProbePrefix(s), ProbeShard(s), 1, 0);
+  Status st = read();
   COMET_PROBE(read_done, ProbePrefix(s), ProbeShard(s), st.ok() ? 1 : 0,
-              st.ok() ? out->data.size() : 0, ProbeStatus(st));
+              st.ok() ? out->data.size() : 0, ProbeStatus(st), every);
   return st;
 }
 

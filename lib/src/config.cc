@@ -132,7 +132,7 @@ const std::vector<std::string>& Config::Keys() {
       "storage.max_streams",       "sync.mode",               "sync.interval",
       "sync.entries",              "compression.min_bytes",   "compression.level",
       "index.interval",            "concurrency.mode",        "concurrency.max_processes",
-      "open.read_only",            "metrics.bpf_pin_dir"};
+      "open.read_only",            "metrics.bpf_pin_dir",     "metrics.probe_sample"};
   return keys;
 }
 
@@ -194,6 +194,7 @@ Status Config::Set(std::string_view key, std::string_view value) {
     open.read_only = *r;
     return Status::Ok();
   }
+  if (key == "metrics.probe_sample") return count_in(1, 65536, &metrics.probe_sample);
   if (key == "metrics.bpf_pin_dir") {
     if (!value.empty() && value[0] != '/') {
       return BadValue(key, value, "must be an absolute path, or empty to disable");

@@ -11,10 +11,12 @@
 //
 // The argument contract (bpf/comet_abi.h numbers the operations; README lists every probe):
 //   <op>_start(prefix_id, shard, entries, bytes)
-//   <op>_done (prefix_id, shard, entries, bytes, status)
+//   <op>_done (prefix_id, shard, entries, bytes, status[, weight])
 // prefix_id and shard are u32 (COMET_PROBE_ALL, 0xFFFFFFFF, when the operation spans every
 // shard); entries and bytes are u64 and say what the operation handled (the `done` values are
 // final; `start` gives what is known then); status is the operation's comet::Code (0 = OK).
+// append_done and read_done add `weight` (u32): the calls this one stands for, since those two
+// fire on one call in metrics.probe_sample.
 // A start/done pair always runs on one thread.
 //
 // To add a probe pair: add its operation to COMET_PROBE_PAIRS (and a COMET_OP_* number in

@@ -76,6 +76,10 @@ struct Config {
     // shared mapping, no system call), so that bpftool shows them with no probe attached; the
     // pin is looked for at open and then once a second. Empty disables.
     std::string bpf_pin_dir = "/sys/fs/bpf/comet";
+    // While a USDT consumer (comet probe) is attached, the append and read probes fire on one
+    // call in this many per thread, each fired call telling the consumer it stands for this
+    // many: an attached uprobe costs microseconds per hit, sampling divides that. 1..65536.
+    uint32_t probe_sample = 1;
   } metrics;
 
   struct Open {
