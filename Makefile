@@ -126,7 +126,7 @@ test: deps
 # As root, with BPF built and a BPF filesystem on /sys/fs/bpf, the demo runs under `comet probe`
 # (attached to the comet executable, which links the library statically) and ends with the
 # histograms of its run. PROBED runs any command that way: $(PROBED) CMD ARGS.
-PROBED = if [ "$$(id -u)" = 0 ] && [ -n "$(HAVE_BPF)" ] && \
+PROBED = if [ "$$(id -u)" = 0 ] && [ "$(HAVE_BPF)" = 1 ] && \
             [ "$$(stat -f -c %T /sys/fs/bpf 2>/dev/null)" = bpf_fs ]; then \
            set -- $(BUILD)/bin/comet probe --interval 0 --pin /sys/fs/bpf/comet-run-$$$$ -- "$$@"; \
          else echo "  (run as root with /sys/fs/bpf mounted to see the eBPF histograms)"; fi; "$$@"
