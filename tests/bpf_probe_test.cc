@@ -428,6 +428,19 @@ TEST_F(BpfProbeTest, ABlockedReaderShowsItsWaitAndItsWakeUpToRunLatency) {
   EXPECT_EQ(SlotSum(wake), Field(wake, "count"));
 }
 
+TEST_F(BpfProbeTest, PidCountsThatProcessOnly) {
+  // This process (the library linked statically) is the one; the target, another process on
+  // libcomet.so, is not.
+  ASSERT_TRUE(probe_.Start({"--pid", std::to_string(getpid()), "--pin", pin_, "--interval", "0"}))
+      << probe_.err();
+  RunTarget(5, 0);
+  auto c = comet::Client::Open(Sub("mine"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  for (int i = 0; i < 7; i++) ASSERT_OK((*c)->Append("pid:shard:0000", "entry"));
+  ASSERT_OK((*c)->Close());
+  EXPECT_EQ(Field(Element("comet_ops", 0), "count"), 7u);
+}
+
 // ---- the export map -----------------------------------------------------------------------------
 
 TEST_F(BpfProbeTest, TheExportMapCountsWhatTheControlRegionCounts) {
