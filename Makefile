@@ -16,7 +16,7 @@ Q        := $(if $(V),,@)
 
 LIB_SRCS  := $(wildcard lib/src/*.cc) $(wildcard shm/*.cc)
 LIB_OBJS  := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LIB_SRCS))
-TOOL_SRCS := $(wildcard tools/*.cc)
+TOOL_SRCS := $(filter-out tools/probe_report.cc,$(wildcard tools/*.cc))
 
 # eBPF (bpf/): programs -> objects -> skeletons -> the loader in `comet probe`. Built when the
 # toolchain (clang, llvm-strip, bpftool, libbpf-dev) and the kernel's BTF are there; without them
@@ -32,7 +32,7 @@ HAVE_BPF   ?= $(shell command -v $(BPF_CLANG) >/dev/null && command -v $(LLVM_ST
 BPF_PROGS  := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(wildcard bpf/*.bpf.c))
 BPF_SKELS  := $(BPF_PROGS:.bpf.o=.skel.h)
 ifeq ($(HAVE_BPF),1)
-TOOL_SRCS  += $(wildcard bpf/*.cc)
+TOOL_SRCS  += tools/probe_report.cc $(wildcard bpf/*.cc)
 TOOL_LIBS  := -lbpf -lelf -lz
 $(BUILD)/obj/tools/%.o $(BUILD)/obj/bpf/%.o: CXXFLAGS += -DCOMET_HAVE_BPF -I$(BUILD)/bpf -Itools
 $(BUILD)/obj/tools/cmd_probe.o $(BUILD)/obj/tools/probe_report.o $(BUILD)/obj/bpf/probe.o: \
