@@ -1,7 +1,10 @@
 // Read benchmarks and their baselines, over one stream of 2M pre-appended 100-byte entries.
 //
 //   BM_Read_Sequential        Iterator::Next over the whole stream, again and again (entries/s);
-//                             every entry's number and size are checked
+//                             every entry's number and size are checked; every record's CRC
+//                             too (the default)
+//   BM_Read_Sequential/nocrc  the same with read.check_crc=false (each segment checked once, in
+//                             full, when first read; then the page cache is trusted)
 //   BM_Read_ById/handle|name  Client::Read of uniformly random entry numbers (ns per read)
 //   BM_ReadFile_Sequential    baseline: read(2) of a flat file of the same 116-byte records in
 //                             1 MiB chunks, CRC32C-checking every record (entries/s)
@@ -30,6 +33,8 @@ struct ReadData {
   Payloads payloads;
   std::unique_ptr<comet::Client> client;
   comet::Stream* stream = nullptr;
+  std::unique_ptr<comet::Client> nocrc_client;  // read.check_crc=false
+  comet::Stream* nocrc_stream = nullptr;
   std::string flat_path;
   std::string error;  // set when setup failed
   std::vector<uint64_t> random_ids;
@@ -75,6 +80,17 @@ std::string SetUp(ReadData* d) {
     auto s = d->client->GetStream(kStream);
     if (!s.ok()) return "GetStream for reading: " + s.status().ToString();
     d->stream = s.value();
+  }
+  {
+    comet::Config cfg;
+    cfg.open.read_only = true;
+    cfg.read.check_crc = false;
+    auto r = comet::Client::Open(data, cfg);
+    if (!r.ok()) return "Client::Open with read.check_crc=false: " + r.status().ToString();
+    d->nocrc_client = std::move(r).value();
+    auto s = d->nocrc_client->GetStream(kStream);
+    if (!s.ok()) return "GetStream (read.check_crc=false): " + s.status().ToString();
+    d->nocrc_stream = s.value();
   }
   // Spot checks: every returned entry must be the one written.
   for (uint64_t j : {uint64_t(0), uint64_t(1), uint64_t(1'234'567), kEntries - 1}) {
@@ -149,10 +165,12 @@ ReadData* DataOrFail(benchmark::State& state) {
   return d;
 }
 
-void BM_Read_Sequential(benchmark::State& state, const std::string& bench) {
+void BM_Read_Sequential(benchmark::State& state, bool check_crc, const std::string& bench) {
   ReadData* d = DataOrFail(state);
   if (!d) return;
-  auto r = d->client->Scan(d->stream, 0);
+  comet::Client* client = check_crc ? d->client.get() : d->nocrc_client.get();
+  comet::Stream* stream = check_crc ? d->stream : d->nocrc_stream;
+  auto r = client->Scan(stream, 0);
   if (!r.ok()) {
     FailStatus(state, "Scan", r.status());
     for (auto _ : state) {
@@ -169,7 +187,7 @@ void BM_Read_Sequential(benchmark::State& state, const std::string& bench) {
     if (!st.ok()) [[unlikely]] {
       if (st.IsNotFound() && expect == kEntries) {
         passes++;
-        auto again = d->client->Scan(d->stream, 0);
+        auto again = client->Scan(stream, 0);
         if (again.ok()) {
           it = std::move(again).value();
           expect = 0;
@@ -194,7 +212,8 @@ void BM_Read_Sequential(benchmark::State& state, const std::string& bench) {
     state.SkipWithError(msg.c_str());
     return;
   }
-  SetFigure("read.seq.items_per_s", double(state.iterations()) / secs, bench, state.iterations());
+  SetFigure(check_crc ? "read.seq.items_per_s" : "read.seq.nocrc.items_per_s",
+            double(state.iterations()) / secs, bench, state.iterations());
   state.counters["passes"] = double(passes);
   state.SetItemsProcessed(state.iterations());
   state.SetBytesProcessed(state.iterations() * int64_t(kEntryBytes));
@@ -324,7 +343,10 @@ benchmark::internal::Benchmark* Reg(const std::string& name, Fn fn) {
 }  // namespace
 
 void RegisterReadBenchmarks() {
-  Reg("BM_Read_Sequential", BM_Read_Sequential);
+  Reg("BM_Read_Sequential",
+      [](benchmark::State& st, const std::string& n) { BM_Read_Sequential(st, true, n); });
+  Reg("BM_Read_Sequential/nocrc",
+      [](benchmark::State& st, const std::string& n) { BM_Read_Sequential(st, false, n); });
   Reg("BM_Read_ById/handle",
       [](benchmark::State& st, const std::string& n) { BM_Read_ById(st, false, n); });
   Reg("BM_Read_ById/name",

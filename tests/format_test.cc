@@ -23,11 +23,24 @@ std::string Hex(const char* p, size_t n) {
   return s;
 }
 
+// README's worked example: the entry "hello" appended at 2026-12-01T00:00:00Z as a batch of
+// its own, to the first segment of logs:shard:0000 (prefix id 0) created at the same instant.
 TEST(RecordFormat, ReadmeExampleIsExact) {
   const int64_t ts = 1796083200ll * 1000000000ll;  // 2026-12-01T00:00:00Z
+  SegmentHeader sh;
+  sh.prefix = "logs";
+  sh.created_ns = ts;
+  char seg_hdr[kSegmentHeaderSize];
+  EncodeSegmentHeader(&sh, seg_hdr);
+  EXPECT_EQ(sh.header_crc, 0x9d541c2au);
+  EXPECT_EQ(RecordCrc("hello", 5, ts), 0xf94cc9a4u);
   char h[16];
-  EncodeRecordHeader(h, RecordCrc("hello", 5, ts), 5, ts);
-  EXPECT_EQ(Hex(h, 16), "a4c94cf90500000000000c8327f8ec18");
+  EncodeRecordHeader(h, RecordCrc("hello", 5, ts) ^ sh.header_crc, 5, ts);
+  EXPECT_EQ(Hex(h, 16), "8ed518640500000000000c8327f8ec18");
+  // As the first of a batch of two it says that another record follows (bit 31).
+  EncodeRecordHeader(h, RecordCrc("hello", 5 | kFlagBatchMore, ts) ^ sh.header_crc,
+                     5 | kFlagBatchMore, ts);
+  EXPECT_EQ(Hex(h, 16), "de60f5620500008000000c8327f8ec18");
 }
 
 TEST(RecordFormat, CrcCoversPayloadThenHeaderTail) {

@@ -192,10 +192,14 @@ LastRecord FindLastRecord(const std::string& dir, int entries) {
 }
 
 // The record at `off` checks out per format.h: masked CRC32C of the payload, then header
-// bytes [4,16).
+// bytes [4,16), XOR the segment's header CRC (the record key).
 bool RecordChecksOut(const std::string& seg, uint64_t off, const std::string& payload) {
   char hdr[kRecHdr];
-  if (!comet_test::ReadAt(seg, off, hdr, sizeof hdr)) return false;
+  char key[4];
+  if (!comet_test::ReadAt(seg, off, hdr, sizeof hdr) ||
+      !comet_test::ReadAt(seg, format::seg::kHeaderCrc, key, sizeof key)) {
+    return false;
+  }
   const uint32_t sf = format::load32(hdr + format::rec::kSizeFlags);
   if ((sf & format::kSizeMask) != payload.size() || (sf & ~format::kSizeMask) != 0) return false;
   std::string stored(payload.size(), '\0');
@@ -203,7 +207,7 @@ bool RecordChecksOut(const std::string& seg, uint64_t off, const std::string& pa
   if (stored != payload) return false;
   uint32_t crc = comet::crc32c::Value(payload.data(), payload.size());
   crc = comet::crc32c::Extend(crc, hdr + 4, 12);
-  return format::load32(hdr + format::rec::kCrc) == comet::crc32c::Mask(crc);
+  return format::load32(hdr + format::rec::kCrc) == (comet::crc32c::Mask(crc) ^ format::load32(key));
 }
 
 // Opens a damaged copy and checks the torn-tail contract; returns "" or the first violation.

@@ -155,6 +155,15 @@ Result<std::unique_ptr<Client>> OpenReadOnly(const std::string& dir) {
   if (!std::filesystem::is_directory(st)) {
     return Status::Invalid(dir + " is not a directory (expected a Comet data directory)");
   }
+  // Something a writer leaves in every data directory it opened: else this is not one.
+  bool comet_dir = false;
+  for (const char* name : {"comet.lock", "comet.ctl", "streams"}) {
+    comet_dir = comet_dir || std::filesystem::exists(std::filesystem::path(dir) / name, ec);
+  }
+  if (!comet_dir) {
+    return Status::NotFound(dir + " is not a Comet data directory (it has no comet.lock, "
+                            "comet.ctl or streams/)");
+  }
   Config cfg = Config::Default();
   cfg.open.read_only = true;
   auto client = Client::Open(dir, cfg);

@@ -1,6 +1,7 @@
-// `comet verify DIR`: checks the CRC of every record (read-only) and reports gaps (missing
-// segments). Exit 0 clean, 1 corruption or gaps found, 2 when it could not check (usage,
-// missing directory, I/O).
+// `comet verify DIR`: checks the CRC of every record (read-only) and reports every entry it
+// cannot read: damaged records, damaged segments, gaps (missing segments, including the newest
+// ones, known from the control region). Exit 0 clean, 1 corruption or gaps found, 2 when it
+// could not check (usage, a missing directory or one that is not a Comet data directory, I/O).
 #include <string>
 #include <vector>
 

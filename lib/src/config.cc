@@ -132,7 +132,8 @@ const std::vector<std::string>& Config::Keys() {
       "storage.max_streams",       "sync.mode",               "sync.interval",
       "sync.entries",              "compression.min_bytes",   "compression.level",
       "index.interval",            "concurrency.mode",        "concurrency.max_processes",
-      "open.read_only",            "metrics.bpf_pin_dir",     "metrics.probe_sample"};
+      "open.read_only",            "metrics.bpf_pin_dir",     "metrics.probe_sample",
+      "read.check_crc"};
   return keys;
 }
 
@@ -200,6 +201,12 @@ Status Config::Set(std::string_view key, std::string_view value) {
       return BadValue(key, value, "must be an absolute path, or empty to disable");
     }
     metrics.bpf_pin_dir = std::string(value);
+    return Status::Ok();
+  }
+  if (key == "read.check_crc") {
+    Result<bool> r = ParseBool(key, value);
+    if (!r.ok()) return r.status();
+    read.check_crc = *r;
     return Status::Ok();
   }
   std::string known;

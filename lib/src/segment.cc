@@ -27,16 +27,18 @@ uint32_t SealCrc(const char* p) {
   return crc32c::Mask(crc32c::Value(p + seg::kSealedCount, 16));
 }
 
-bool AllZero(const char* p, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    if (p[i] != 0) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 void EncodeSegmentHeader(SegmentHeader* h, char* out) {
+  // The header CRC is the key of the segment's records: never the one key under which an
+  // all-zero record header would pass (see format.h).
+  static const uint32_t zero_key = RecordCrc("", 0, 0);
+  do {
+    EncodeHeaderOnce(h, out);
+  } while (h->header_crc == zero_key && ++h->created_ns);
+}
+
+void EncodeHeaderOnce(SegmentHeader* h, char* out) {
   std::memset(out, 0, kSegmentHeaderSize);
   store32(out + seg::kMagic, kSegmentMagic);
   store16(out + seg::kMajor, kFormatMajor);
@@ -78,10 +80,11 @@ Status DecodeSegmentHeader(const char* p, size_t n, const std::string& path, Seg
     return Status::Corrupt("segment " + path + " header fails its CRC (offset 40)");
   }
   uint16_t major = load16(p + seg::kMajor);
-  if (major != kFormatMajor) {
+  if (major < kOldestReadableMajor || major > kFormatMajor) {
     return Status::Version("segment " + path + " has format version " + std::to_string(major) +
                            "." + std::to_string(load16(p + seg::kMinor)) +
-                           "; this build reads version " + std::to_string(kFormatMajor) + ".x");
+                           "; this build reads versions " + std::to_string(kOldestReadableMajor) +
+                           ".x to " + std::to_string(kFormatMajor) + ".x");
   }
   out->major = major;
   out->prefix_id = load32(p + seg::kPrefixId);
@@ -209,10 +212,14 @@ Result<std::shared_ptr<Segment>> Segment::Open(const std::string& path, const st
     s->header_error_ = st.message();
     s->header_ = SegmentHeader{};
     s->header_.base_entry = name_base;
+    // Records are still counted (never read) under the key the header claims.
+    if (s->map_len_ >= kSegmentHeaderSize) s->header_.header_crc = load32(s->map_ + seg::kHeaderCrc);
+    s->SetRecordRules();
     s->set_state(kTrusted);
     return s;
   }
   if (!st.ok()) return st;
+  s->SetRecordRules();
   return s;
 }
 
@@ -220,11 +227,18 @@ Status Segment::Activate(SegmentHeader* h, const std::string& final_path,
                          const std::string& final_rel) {
   EncodeSegmentHeader(h, map_);
   header_ = *h;
+  SetRecordRules();
   Status st = env::Rename(path_, final_path);
   if (!st.ok()) return st;
   path_ = final_path;
   rel_ = final_rel;
   return Status::Ok();
+}
+
+void Segment::SetRecordRules() {
+  const bool v1 = header_.major < 2 && header_error_.empty();
+  record_key_ = v1 ? 0 : header_.header_crc;
+  allowed_bits_ = v1 ? kSizeMask | kFlagZstd : kSizeMask | kFlagZstd | kFlagBatchMore;
 }
 
 Status Segment::PrepareForAppend(uint64_t end, uint64_t capacity, uint64_t prefault) {
@@ -268,131 +282,44 @@ bool Segment::CheckRecord(uint64_t off, uint64_t limit) const {
   if (off + kRecordHeaderSize > limit) return false;
   const char* p = rmap() + off;
   uint32_t sf = load32(p + rec::kSizeFlags);
-  if (sf & kFlagReserved) return false;
+  if (sf & ~allowed_bits_) return false;
   uint64_t size = sf & kSizeMask;
   if (off + kRecordHeaderSize + size > limit) return false;
   int64_t ts = static_cast<int64_t>(load64(p + rec::kTimestamp));
-  return load32(p + rec::kCrc) == RecordCrc(p + kRecordHeaderSize, sf, ts);
-}
-
-ScanResult Segment::Scan(uint64_t limit, const ScanHints& h) {
-  ScanResult r;
-  limit = std::min<uint64_t>(limit, map_len_);
-  const bool fill = h.fill_index && index_.size() == 0;
-  const uint32_t interval = index_.interval();
-  const bool know_count = h.expected_count != kNotSealed;
-  std::vector<uint64_t> offs;
-  bool any_bad = false;
-  auto where = [&](uint64_t o) { return "segment " + rel_ + " offset " + std::to_string(o); };
-  auto add = [&](uint64_t o, bool bad) {
-    if (fill && r.count % interval == 0) index_.Push(static_cast<uint32_t>(o));
-    offs.push_back(bad ? kBadOffset : o);
-    if (bad) {
-      r.bad.push_back(r.count);
-      any_bad = true;
-    }
-    r.count++;
-  };
-  // The next offset after `from` where a record checks out, or 0.
-  auto resync = [&](uint64_t from) -> uint64_t {
-    for (uint64_t y = from; y + kRecordHeaderSize <= limit; y++) {
-      const char* p = rmap() + y;
-      uint32_t sf = load32(p + rec::kSizeFlags);
-      if ((sf & kFlagReserved) || load64(p + rec::kTimestamp) == 0) continue;
-      if (y + kRecordHeaderSize + (sf & kSizeMask) > limit) continue;
-      if (CheckRecord(y, limit)) return y;
-    }
-    return 0;
-  };
-  auto count_from = [&](uint64_t o) {
-    uint64_t n = 0;
-    while (CheckRecord(o, limit)) {
-      o += kRecordHeaderSize + (load32(rmap() + o + rec::kSizeFlags) & kSizeMask);
-      n++;
-    }
-    return n;
-  };
-
-  uint64_t o = kSegmentHeaderSize;
-  for (;;) {
-    if (know_count && r.count >= h.expected_count) break;
-    if (CheckRecord(o, limit)) {
-      add(o, false);
-      o += kRecordHeaderSize + (load32(rmap() + o + rec::kSizeFlags) & kSizeMask);
-      continue;
-    }
-    // Not a good record at o: the end of the data, a torn tail, or damage.
-    const bool acknowledged = h.acknowledged_end > o;
-    const bool expect_more = know_count && r.count < h.expected_count;
-    const bool zero = o + kRecordHeaderSize > limit || AllZero(rmap() + o, kRecordHeaderSize);
-    uint64_t next = 0;
-    if (!acknowledged && !expect_more) {
-      if (h.acknowledged_end != 0 || o + kRecordHeaderSize > limit) {
-        // Past everything acknowledged: zeros are the clean end; anything else is a record
-        // torn by a crash mid-copy. Either way the log ends here.
-        r.torn = !zero;
-        r.torn_at = o;
-        break;
-      }
-      // Nothing says where the data ends: only a good record further on makes this damage.
-      next = resync(o + 1);
-      if (next == 0) {
-        r.torn = !zero;
-        r.torn_at = o;
-        break;
-      }
-    }
-    // Damage inside data that must be there. First trust the length field if the record it
-    // implies is followed by a good record (only the payload or CRC was hit).
-    uint32_t sf = o + kRecordHeaderSize <= limit ? load32(rmap() + o + rec::kSizeFlags) : 0;
-    uint64_t after = o + kRecordHeaderSize + (sf & kSizeMask);
-    if (!(sf & kFlagReserved) && after <= limit &&
-        (CheckRecord(after, limit) || after == h.acknowledged_end ||
-         (know_count && r.count + 1 == h.expected_count && after <= limit))) {
-      r.problems.push_back(where(o) + ": entry " + std::to_string(base() + r.count) +
-                           " fails its CRC");
-      add(o, true);
-      o = after;
-      continue;
-    }
-    if (next == 0) next = resync(o + 1);
-    uint64_t lost;
-    if (next == 0) {
-      lost = expect_more ? h.expected_count - r.count : 1;
-      r.problems.push_back(where(o) + ": damaged through the end of the data; entries " +
-                           std::to_string(base() + r.count) + ".." +
-                           std::to_string(base() + r.count + lost - 1) + " unreadable");
-      for (uint64_t i = 0; i < lost; i++) add(o, true);
-      break;
-    }
-    if (know_count) {
-      uint64_t later = count_from(next);
-      lost = h.expected_count > r.count + later ? h.expected_count - r.count - later : 1;
-    } else {
-      lost = 1;
-      r.numbering_uncertain = true;
-    }
-    r.problems.push_back(where(o) + ": " + std::to_string(next - o) + " damaged bytes; entries " +
-                         std::to_string(base() + r.count) + ".." +
-                         std::to_string(base() + r.count + lost - 1) + " unreadable" +
-                         (know_count ? "" : " (entry count of the damaged run is a guess)"));
-    for (uint64_t i = 0; i < lost; i++) add(o, true);
-    o = next;
-  }
-  r.end = o;
-  if (any_bad) r.offsets = std::move(offs);
-  return r;
+  return load32(p + rec::kCrc) == (RecordCrc(p + kRecordHeaderSize, sf, ts) ^ record_key_);
 }
 
 void Segment::AdoptScan(ScanResult* r) {
-  bad_.clear();
-  for (uint64_t k : r->bad) bad_.push_back(base() + k);
-  offsets_ = std::move(r->offsets);
+  const Damage* published = nullptr;
+  if (!r->bad.empty()) {
+    auto d = std::make_unique<Damage>();
+    for (uint64_t k : r->bad) d->bad.push_back(base() + k);
+    d->offsets = std::move(r->offsets);
+    published = d.get();
+    damage_maps_.push_back(std::move(d));
+  }
+  damage_.store(published, std::memory_order_release);
   set_state(kTrusted);
+}
+
+void Segment::Distrust() {
+  int trusted = kTrusted;
+  state_.compare_exchange_strong(trusted, kUntrusted, std::memory_order_acq_rel);
 }
 
 void Segment::Seal(uint64_t count, uint64_t end) {
   EncodeSeal(map_, count, end);
+  header_.sealed = true;
+  header_.sealed_count = count;
+  header_.sealed_end = end;
+  MarkSealed(count, end);
+}
+
+void Segment::CutSeal(uint64_t count, uint64_t end, bool write) {
+  if (write) {
+    Seal(count, end);
+    return;
+  }
   header_.sealed = true;
   header_.sealed_count = count;
   header_.sealed_end = end;
@@ -413,7 +340,7 @@ bool Segment::LoadIndexFile(const std::string& idx_path) {
   if (!data.ok() || data->size() < kIndexHeaderSize) return false;
   const char* p = data->data();
   uint32_t nodes = load32(p + idx::kNodeCount);
-  if (load32(p + idx::kMagic) != kIndexMagic || load16(p + idx::kMajor) != kFormatMajor ||
+  if (load32(p + idx::kMagic) != kIndexMagic || load16(p + idx::kMajor) != kIndexMajor ||
       load32(p + idx::kInterval) != index_.interval() ||
       data->size() != kIndexHeaderSize + size_t{nodes} * 4 ||
       load64(p + idx::kBaseEntry) != base() || load32(p + idx::kSegmentCrc) != header_.header_crc) {
@@ -440,8 +367,8 @@ Status Segment::WriteIndexFile(const std::string& idx_path) const {
   std::string buf(kIndexHeaderSize + nodes * 4, '\0');
   char* p = buf.data();
   store32(p + idx::kMagic, kIndexMagic);
-  store16(p + idx::kMajor, kFormatMajor);
-  store16(p + idx::kMinor, kFormatMinor);
+  store16(p + idx::kMajor, kIndexMajor);
+  store16(p + idx::kMinor, 0);
   store32(p + idx::kInterval, index_.interval());
   store32(p + idx::kNodeCount, static_cast<uint32_t>(nodes));
   store64(p + idx::kBaseEntry, base());
@@ -457,9 +384,8 @@ Status Segment::WriteIndexFile(const std::string& idx_path) const {
 
 uint64_t Segment::OffsetOf(uint64_t e) const {
   uint64_t k = e - base();
-  if (state() == kTrusted && !offsets_.empty()) {
-    return k < offsets_.size() ? offsets_[k] : kBadOffset;
-  }
+  const Damage* d = damage_.load(std::memory_order_acquire);
+  if (state() == kTrusted && d) return k < d->offsets.size() ? d->offsets[k] : kBadOffset;
   size_t n = index_.size();
   if (n == 0) return kBadOffset;
   size_t node = std::min<size_t>(k / index_.interval(), n - 1);
@@ -473,7 +399,8 @@ uint64_t Segment::OffsetOf(uint64_t e) const {
 
 bool Segment::IsBad(uint64_t e) const {
   if (!header_error_.empty()) return true;
-  return !bad_.empty() && std::binary_search(bad_.begin(), bad_.end(), e);
+  const Damage* d = damage_.load(std::memory_order_acquire);
+  return d && std::binary_search(d->bad.begin(), d->bad.end(), e);
 }
 
 }  // namespace comet::internal

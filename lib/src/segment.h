@@ -17,6 +17,8 @@ namespace comet::internal {
 
 inline constexpr uint64_t kNotSealed = ~uint64_t{0};
 
+struct ScanWalk;  // segment_scan.cc
+
 struct SegmentHeader {
   uint16_t major = format::kFormatMajor;
   uint32_t prefix_id = 0;
@@ -30,8 +32,11 @@ struct SegmentHeader {
   uint64_t sealed_end = 0;
 };
 
-// Writes the 256-byte header (unsealed) into out and sets h->header_crc.
+// Writes the 256-byte header (unsealed, version kFormatMajor) into out and sets h->header_crc
+// (nudging h->created_ns if needed: see format.h).
 void EncodeSegmentHeader(SegmentHeader* h, char* out);
+// The same, exactly as given (no nudge).
+void EncodeHeaderOnce(SegmentHeader* h, char* out);
 // Writes the seal fields into a header in place.
 void EncodeSeal(char* header, uint64_t count, uint64_t end);
 // Decodes and checks a header. CORRUPT (naming `path`) on bad magic or CRC; VERSION for another
@@ -44,7 +49,8 @@ struct PreparedRecord {
   uint32_t size_flags;   // stored size | flags
   uint32_t masked_crc;
 };
-// CRC of a record: payload first, then header bytes [4,16).
+// CRC of a record: payload first, then header bytes [4,16); the stored CRC is this XOR the
+// segment's record key.
 uint32_t RecordCrc(const char* payload, uint32_t size_flags, int64_t ts);
 inline void EncodeRecordHeader(char* out, uint32_t masked_crc, uint32_t size_flags, int64_t ts) {
   format::store32(out + format::rec::kCrc, masked_crc);
@@ -79,17 +85,21 @@ class SparseIndex {
 struct ScanResult {
   uint64_t count = 0;            // entries, bad ones included
   uint64_t end = 0;              // offset just past the last good record
+  // Entries up to the last good record that ends a batch (kFlagBatchMore clear), and the offset
+  // just past it: count and end unless the records after it are a batch cut short.
+  uint64_t batch_count = 0;
+  uint64_t batch_end = format::kSegmentHeaderSize;
   bool torn = false;             // stopped at damage after the acknowledged end (a torn tail)
   uint64_t torn_at = 0;
   std::vector<uint64_t> bad;     // entry indexes (from base) of damaged records
   std::vector<uint64_t> offsets; // every entry's offset (kept only when something is bad)
   std::vector<std::string> problems;  // one line per problem found, naming file and offset
-  bool numbering_uncertain = false;   // a damaged run whose entry count could not be proven
 };
 
 // Hints that let a scan tell a torn tail from corruption in acknowledged data.
 struct ScanHints {
   uint64_t acknowledged_end = 0;     // bytes below this were acknowledged (0: unknown)
+  uint64_t acknowledged_count = kNotSealed;  // entries that end at acknowledged_end
   uint64_t expected_count = kNotSealed;  // entries the segment is known to hold
   bool fill_index = true;                // push index nodes (when the index is empty)
 };
@@ -115,11 +125,15 @@ class Segment {
   // Writes the header of a freshly created segment and gives the file its final name.
   Status Activate(SegmentHeader* h, const std::string& final_path, const std::string& final_rel);
 
-  // Scans records from the header to `limit` bytes, checking every CRC. Fills the sparse
-  // index if it is empty.
+  // Scans records from the header to `limit` bytes, checking every CRC, and numbers them: an
+  // entry gets an offset only where its id is proven (segment_scan.cc). Fills the sparse index
+  // if it is empty; otherwise uses its nodes as proof.
   ScanResult Scan(uint64_t limit, const ScanHints& hints);
   // Adopts a scan's damage map and marks the segment trusted. REQUIRES: scan_mutex held.
   void AdoptScan(ScanResult* r);
+  // A trusted segment found damaged since its last scan: reads check CRCs until it is scanned
+  // again. Only for sealed segments (an active one changes under a scan).
+  void Distrust();
 
   // Writes sealed_count/sealed_end into the mapped header and publishes them.
   void Seal(uint64_t count, uint64_t end);
@@ -128,6 +142,8 @@ class Segment {
     data_end_ = end;
     sealed_count_.store(count, std::memory_order_release);
   }
+  // Seals at a smaller count (a batch cut short by a crash): in the file too when `write`.
+  void CutSeal(uint64_t count, uint64_t end, bool write);
   // Re-reads the seal from the mapped header (read-only clients following a writer).
   bool RefreshSeal();
   // Whether the segment is sealed, by this process or by the writer in another one: a single load
@@ -154,10 +170,19 @@ class Segment {
   bool IsBad(uint64_t e) const;
   // Why the header is not trusted; empty when it is fine.
   const std::string& header_error() const { return header_error_; }
-  bool damaged() const { return !offsets_.empty(); }
+  bool damaged() const { return damage_.load(std::memory_order_acquire) != nullptr; }
 
   // Checks one record at `off` (its end must be within `limit`): false if header or CRC is bad.
   bool CheckRecord(uint64_t off, uint64_t limit) const;
+  // Only that the record's header and length lie within `limit` (no CRC).
+  bool RecordFits(uint64_t off, uint64_t limit) const {
+    return off + format::kRecordHeaderSize <= limit &&
+           off + format::kRecordHeaderSize +
+                   (format::load32(rmap() + off + format::rec::kSizeFlags) & format::kSizeMask) <=
+               limit;
+  }
+  // What a record's stored CRC is XORed with (format.h): the header CRC from version 2 on.
+  uint32_t record_key() const { return record_key_; }
   // Re-targets an existing segment for appending: drops every byte from `end` on (a torn
   // tail), re-preallocates to `capacity`, maps it writable.
   Status PrepareForAppend(uint64_t end, uint64_t capacity, uint64_t prefault);
@@ -197,7 +222,22 @@ class Segment {
   std::string path_, rel_;
   SegmentHeader header_;
   std::string header_error_;
+  uint32_t record_key_ = 0;
+  uint32_t allowed_bits_ = format::kSizeMask | format::kFlagZstd;  // size_flags bits a record may set
   Status MapForReaders();
+  void SetRecordRules();
+  // Scan's parts (segment_scan.cc).
+  enum class At;
+  At Classify(uint64_t o, uint64_t limit, const ScanHints& h, uint64_t max_count,
+              uint64_t* next) const;
+  uint64_t Resync(uint64_t from, uint64_t limit) const;
+  uint64_t RecordEnd(uint64_t off) const;
+  uint64_t MeasureRun(uint64_t o, uint64_t limit, const ScanHints& h, uint64_t next,
+                      ScanWalk* w) const;
+  void WalkRecords(uint64_t limit, const ScanHints& h, ScanWalk* w) const;
+  std::vector<std::pair<size_t, uint64_t>> IndexAnchors(const ScanWalk& w) const;
+  std::vector<uint64_t> Number(const ScanWalk& w, const ScanHints& h, bool use_index,
+                               ScanResult* r) const;
 
   int fd_ = -1;
   char* map_ = nullptr;
@@ -208,8 +248,14 @@ class Segment {
   std::atomic<uint64_t> sealed_count_{kNotSealed};
   uint64_t data_end_ = 0;
   SparseIndex index_;
-  std::vector<uint64_t> bad_;      // sorted absolute entry numbers
-  std::vector<uint64_t> offsets_;  // per-entry offsets when damaged (kBadOffset for bad ones)
+  // What the last full scan found damaged, published whole so that a scan after new damage can
+  // replace it under readers: every map stays alive as long as the segment (re-scans are rare).
+  struct Damage {
+    std::vector<uint64_t> bad;      // sorted absolute entry numbers
+    std::vector<uint64_t> offsets;  // per-entry offsets (kBadOffset for bad ones)
+  };
+  std::atomic<const Damage*> damage_{nullptr};
+  std::vector<std::unique_ptr<Damage>> damage_maps_;  // guarded by scan_mu_
   std::atomic<int> state_{kUnindexed};
   std::mutex scan_mu_;
   std::atomic<uint64_t> populated_{0};

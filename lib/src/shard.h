@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <span>
 #include <string>
@@ -182,6 +183,18 @@ class Shard {
   uint64_t DamagedCount(const std::vector<std::shared_ptr<Segment>>& segs, size_t i,
                         uint64_t committed);
   void SetAside(Segment& s, std::vector<std::string>* problems);
+  // What the control region remembers of the last writer's publication: a hint, since the
+  // segments are the truth (it may be lost, rebuilt, or older than them after a power loss).
+  struct Published {
+    bool known = false;
+    uint64_t entry = 0, offset = 0, base = kNotSealed;
+    uint64_t acked() const { return known ? entry : 0; }  // entries below were acknowledged
+    ScanHints For(const Segment& s) const;
+  };
+  uint64_t DropUnfinishedBatch(std::vector<std::shared_ptr<Segment>>* segs, const Published& pub,
+                               bool writer, std::vector<std::string>* problems,
+                               std::optional<ScanResult>* tail_scan);
+  uint64_t RecoveryLimit(Segment& s, bool writer);
   Status LoadSegments(std::vector<std::shared_ptr<Segment>>* segs,
                       std::vector<std::string>* problems, bool writable);
 

@@ -79,7 +79,9 @@ Status Shard::ScanUnless(const std::shared_ptr<Segment>& seg, Segment::State eno
 }
 
 Status Shard::ReadAt(const std::shared_ptr<Segment>& seg, uint64_t e, uint64_t* off, Entry* out) {
-  if (Status st = EnsureReady(seg); !st.ok()) return st;
+  // Without a CRC check per read, a segment is checked once, in full, before it is trusted.
+  Status ready = ctx_->cfg.read.check_crc ? EnsureReady(seg) : ScanFully(seg);
+  if (!ready.ok()) return ready;
   for (int attempt = 0; attempt < 2; attempt++) {
     const Segment::State state = seg->state();
     auto where = [&](uint64_t o) {
@@ -95,12 +97,15 @@ Status Shard::ReadAt(const std::shared_ptr<Segment>& seg, uint64_t e, uint64_t* 
     }
     uint64_t o = (*off != Segment::kBadOffset && !seg->damaged()) ? *off : seg->OffsetOf(e);
     const uint64_t limit = ReadLimit(*seg);
-    const bool check = state != Segment::kTrusted || ctx_->read_only;
+    const bool check = state != Segment::kTrusted || ctx_->cfg.read.check_crc;
     bool good = o != Segment::kBadOffset &&
-                (check ? seg->CheckRecord(o, limit) : o + kRecordHeaderSize <= limit);
+                (check ? seg->CheckRecord(o, limit) : seg->RecordFits(o, limit));
     if (!good) {
       *off = Segment::kBadOffset;
-      if (state != Segment::kTrusted) {
+      // Not scanned since this damage was made (or never): scan, so that the ids after it are
+      // placed by what the scan proves, and look again.
+      if (state != Segment::kTrusted || (attempt == 0 && seg->sealed())) {
+        seg->Distrust();
         (void)ScanFully(seg);
         continue;
       }

@@ -3,6 +3,7 @@
 #include "shard.h"
 
 #include <algorithm>
+#include <optional>
 #include <cstring>
 
 #include "control.h"
@@ -99,6 +100,68 @@ std::string EntryRange(uint64_t from, uint64_t count) {
   return "entries " + std::to_string(from) + ".." + std::to_string(from + count - 1);
 }
 
+// A crash in the middle of an append leaves the first records of a batch that was never
+// acknowledged (kFlagBatchMore on its last record), and maybe segments made for it, written or
+// not: the batch goes whole, so numbering stays dense. Entries below `acked` were acknowledged:
+// what is missing after them is damage, left to the scans to report. A writer removes the
+// files (or re-seals a segment sealed mid-batch); a reader only leaves them out. Returns the
+// byte limit of the last segment's data (kNotSealed: its end).
+uint64_t Shard::DropUnfinishedBatch(std::vector<std::shared_ptr<Segment>>* segs,
+                                    const Published& pub, bool writer,
+                                    std::vector<std::string>* problems,
+                                    std::optional<ScanResult>* tail_scan) {
+  while (!segs->empty()) {
+    Segment& s = *segs->back();
+    if (!s.header_error().empty() || s.header().major < 2) break;
+    const bool sealed = s.header().sealed && s.header().sealed_end <= s.map_len();
+    ScanHints hints = pub.For(s);
+    hints.fill_index = !sealed;
+    if (sealed) hints.expected_count = s.header().sealed_count;
+    ScanResult r = s.Scan(sealed ? s.header().sealed_end : RecoveryLimit(s, writer), hints);
+    const bool whole = r.batch_count == r.count && !(r.count == 0 && segs->size() > 1);
+    if (whole || s.base() + r.batch_count < pub.acked()) {
+      if (!sealed) *tail_scan = std::move(r);  // the recovery of the active segment reuses it
+      break;
+    }
+    const std::string what = "segment " + s.rel() + ": " +
+                             EntryRange(s.base() + r.batch_count, r.count - r.batch_count);
+    if (r.batch_count == 0 && segs->size() > 1) {
+      problems->push_back(what + " of a batch cut short by a crash removed with the segment");
+      if (writer) {
+        (void)env::Unlink(s.path());
+        (void)env::Unlink(SegmentPath(s.base(), "idx"));
+      }
+      segs->pop_back();
+      continue;
+    }
+    problems->push_back(what + " of a batch cut short by a crash removed");
+    if (!sealed) {
+      s.index().Clear();  // nodes of the dropped records; the segment is scanned again
+      return r.batch_end;
+    }
+    if (writer) (void)env::Unlink(SegmentPath(s.base(), "idx"));
+    s.CutSeal(r.batch_count, r.batch_end, writer);
+    break;
+  }
+  return kNotSealed;
+}
+
+// Scan hints for segment s: where the last writer's acknowledged data ended, if in s.
+ScanHints Shard::Published::For(const Segment& s) const {
+  ScanHints h;
+  if (known && base == s.base() && entry > s.base()) {
+    h.acknowledged_end = offset;
+    h.acknowledged_count = entry - s.base();
+  }
+  return h;
+}
+
+// How far recovery reads the active segment: a writer, all of it; a follower only what it can
+// prove is inside the file (the writer may seal and truncate the segment at any moment).
+uint64_t Shard::RecoveryLimit(Segment& s, bool writer) {
+  return writer ? s.map_len() : FollowerLimit(s);
+}
+
 Status Shard::Load(std::vector<std::string>* problems, bool as_writer) {
   std::lock_guard wl(write_mu_);
   if (as_writer) COMET_PROBE(recovery_start, prefix_id_, shard_, 0, 0);
@@ -111,8 +174,7 @@ Status Shard::Load(std::vector<std::string>* problems, bool as_writer) {
 Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
   const Config& cfg = ctx_->cfg;
   // Hints from the control region: where the last writer's acknowledged data ended.
-  uint64_t hint_entry = 0, hint_offset = 0, hint_base = kNotSealed;
-  bool hinted = false;
+  Published pub;
   if (ctx_->control) {
     if (ctx_->read_only) {
       slot_ = ctx_->control->Find(prefix_id_, shard_);
@@ -122,10 +184,10 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
       slot_ = *s;
     }
     if (slot_ && (!writer || !ctx_->control->fresh())) {
-      hint_entry = slot_->committed_entry.load(std::memory_order_acquire);
-      hint_offset = slot_->committed_offset.load(std::memory_order_acquire);
-      hint_base = slot_->active_base.load(std::memory_order_acquire);
-      hinted = hint_entry > 0 || hint_offset > 0;
+      pub.entry = slot_->committed_entry.load(std::memory_order_acquire);
+      pub.offset = slot_->committed_offset.load(std::memory_order_acquire);
+      pub.base = slot_->active_base.load(std::memory_order_acquire);
+      pub.known = pub.entry > 0 || pub.offset > 0;
     }
   }
 
@@ -137,24 +199,14 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
   std::vector<std::shared_ptr<Segment>> segs;
   if (Status st = LoadSegments(&segs, problems, writer); !st.ok()) return st;
 
-  // A crash between creating a segment for a batch and publishing the batch leaves an empty
-  // last segment whose base counts entries that were never written: drop it, so numbering goes
-  // on from the data (the acknowledged-number rule below still applies).
-  if (writer && segs.size() > 1 && segs.back()->header_error().empty() &&
-      !segs.back()->header().sealed &&
-      !(hinted && hint_entry > segs.back()->base())) {
-    Segment& last = *segs.back();
-    ScanHints probe;
-    probe.fill_index = false;
-    if (!last.CheckRecord(kSegmentHeaderSize, last.map_len()) &&
-        last.Scan(last.map_len(), probe).count == 0) {
-      problems->push_back("segment " + last.rel() + ": empty segment of an unfinished batch removed");
-      (void)env::Unlink(last.path());
-      segs.pop_back();
-    }
+  // Whoever recovers (a writer, or a reader with no writer live) sees no batch cut short.
+  uint64_t tail_limit = kNotSealed;
+  std::optional<ScanResult> tail_scan;
+  if (writer || (ctx_->read_only && !ctx_->writer_live)) {
+    tail_limit = DropUnfinishedBatch(&segs, pub, writer, problems, &tail_scan);
   }
 
-  uint64_t next = hinted && segs.empty() ? hint_entry : 0;
+  uint64_t next = 0;
   std::shared_ptr<Segment> active;
   uint64_t write_off = 0;
   for (size_t i = 0; i < segs.size(); i++) {
@@ -162,7 +214,7 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
     const bool last = i + 1 == segs.size();
     const std::string idx = SegmentPath(s.base(), "idx");
     if (!s.header_error().empty()) {
-      const uint64_t count = DamagedCount(segs, i, hinted ? hint_entry : 0);
+      const uint64_t count = DamagedCount(segs, i, pub.acked());
       s.MarkSealed(count, s.map_len());
       problems->push_back(s.header_error() + "; " + EntryRange(s.base(), count) + " unreadable");
       CountCorrupt(count);
@@ -184,13 +236,8 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
       s.AdoptScan(&r);
     } else {
       // The active segment of the last writer: recover its tail.
-      ScanHints hints;
-      if (hinted && hint_base == s.base() && hint_entry > s.base()) {
-        hints.acknowledged_end = hint_offset;
-      }
-      // A follower reads only what it can prove is inside the file: the writer may seal and
-      // truncate this segment at any moment.
-      ScanResult r = s.Scan(writer ? s.map_len() : FollowerLimit(s), hints);
+      ScanResult r = tail_scan ? std::move(*tail_scan)
+                               : s.Scan(std::min(RecoveryLimit(s, writer), tail_limit), pub.For(s));
       for (auto& p : r.problems) problems->push_back(p);
       CountCorrupt(r.bad.size());
       s.AdoptScan(&r);
@@ -211,7 +258,9 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
       }
       // A damaged segment is sealed as it is, so its damage map never changes under readers;
       // appends go on in a new segment.
-      if (r.bad.empty() && r.end <= cfg.storage.max_segment_bytes) {
+      // So is a segment of an older format version: appends go on in a new one.
+      if (r.bad.empty() && r.end <= cfg.storage.max_segment_bytes &&
+          s.header().major == kFormatMajor) {
         Status st = s.PrepareForAppend(r.end, cfg.storage.max_segment_bytes,
                                        cfg.storage.prefault_bytes);
         if (st.ok()) {
@@ -247,20 +296,21 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
     }
   }
   // The control region remembers more acknowledged entries than the segments hold (the newest
-  // segment file is gone): never hand those numbers out again.
-  if (writer && hinted && hint_entry > next) {
+  // segment files are gone): they are a reported gap, and their numbers are never handed out
+  // again. A reader sees the same when no writer is live (a live one has seen it already).
+  if (pub.known && pub.entry > next && (writer || (ctx_->read_only && !ctx_->writer_live))) {
     problems->push_back(name_ + ": entries " + std::to_string(next) + ".." +
-                        std::to_string(hint_entry - 1) +
+                        std::to_string(pub.entry - 1) +
                         " were acknowledged but no segment holds them; numbering continues at " +
-                        std::to_string(hint_entry));
-    ctx_->control->header()->gaps.fetch_add(1);
-    if (active) {
+                        std::to_string(pub.entry));
+    if (writer) ctx_->control->header()->gaps.fetch_add(1);
+    if (writer && active) {
       (void)env::Truncate(active->fd(), write_off, active->path());
       active->Seal(next - active->base(), write_off);
       active.reset();
     }
-    gaps.emplace_back(next, hint_entry);
-    next = hint_entry;
+    gaps.emplace_back(next, pub.entry);
+    next = pub.entry;
   }
 
   {

@@ -124,6 +124,8 @@ Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
                               std::to_string(cfg.storage.max_entry_bytes));
     }
     const char* p = e.data();
+    // Every record of a batch but its last says another follows (format.h).
+    const uint32_t more = i + 1 < n ? kFlagBatchMore : 0;
     uint32_t sf = static_cast<uint32_t>(e.size());
     if (cfg.compression.min_bytes > 0 && e.size() >= cfg.compression.min_bytes) {
       if (bufs.size() <= used_bufs) bufs.emplace_back();
@@ -133,6 +135,7 @@ Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
         used_bufs++;
       }
     }
+    sf |= more;
     recs[i] = PreparedRecord{p, sf, RecordCrc(p, sf, ts)};
   }
 
@@ -184,7 +187,7 @@ Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
     const PreparedRecord& r = recs[i];
     const uint32_t size = r.size_flags & kSizeMask;
     char* dst = active_->map() + write_off_;
-    EncodeRecordHeader(dst, r.masked_crc, r.size_flags, ts);
+    EncodeRecordHeader(dst, r.masked_crc ^ active_->record_key(), r.size_flags, ts);
     std::memcpy(dst + kRecordHeaderSize, r.payload, size);
     if (until_node_ == 0) {
       active_->index().Push(static_cast<uint32_t>(write_off_));

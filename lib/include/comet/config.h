@@ -88,6 +88,15 @@ struct Config {
     bool read_only = false;
   } open;
 
+  struct Read {
+    // Check the CRC of every record a read returns. Off, each segment is checked once, in full,
+    // when it is first read (or not at all when this process wrote it) and later reads trust
+    // the page cache: damage made to the file afterwards (a stray write, a bad disk read) is
+    // then returned as data. Lengths are bounded by the segment's data end either way. See
+    // README's benchmark table for what the check costs.
+    bool check_crc = true;
+  } read;
+
   // Presets.
   static Config Default() { return Config(); }
   // Segment size from a memory budget spread over the shards (clamped to 1 MiB .. 1 GiB).

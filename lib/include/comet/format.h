@@ -26,7 +26,9 @@
 //   Segment header:
 //     off size field
 //       0   4  magic          "CMTS"
-//       4   2  major          kFormatMajor; a reader rejects another major
+//       4   2  major          kFormatMajor; a reader reads kOldestReadableMajor..kFormatMajor
+//                             and refuses others (only under a good header CRC: a version
+//                             under a bad one is damage to this segment)
 //       6   2  minor          kFormatMinor; additions only
 //       8   4  header_size    kSegmentHeaderSize
 //      12   4  prefix_id      the stream prefix's number in this directory
@@ -42,20 +44,29 @@
 //
 //   Record (16 bytes of framing, then the payload; records are packed, no padding):
 //     off size field
-//       0   4  crc            masked CRC32C of the payload, then bytes [4,16) of this header
+//       0   4  crc            masked CRC32C of the payload, then bytes [4,16) of this header,
+//                             XOR the segment's header_crc (the record key; version 1: 0)
 //       4   4  size_flags     bits 0..29: stored payload length; bit 30: kFlagZstd;
-//                             bit 31: reserved, must be 0
+//                             bit 31: kFlagBatchMore (version 1: reserved, always 0)
 //       8   8  timestamp_ns   wall clock at append, nanoseconds since the Unix epoch
 //      16      payload        size bytes (zstd frame when kFlagZstd is set)
 //
-//   An all-zero header never passes its CRC, so the preallocated zeros after the last record
-//   are a clean end. The CRC covers the payload first so that it can be computed before the
-//   writer takes the shard lock (payload and timestamp are known before the position is).
+//   kFlagBatchMore is set on every record of a batch but its last, so the log, read in order,
+//   ends on a record without it unless a crash cut a batch short; recovery then drops the
+//   batch's records (and the segments made for it) whole. A flag on the records after the
+//   first instead could not tell a complete batch from a cut one at the end of the log.
+//
+//   The record key ties every record to one segment: a record left in a file that is later
+//   reused for another segment (another header, so another header_crc) fails its CRC there.
+//   An all-zero header never passes its CRC (no segment's header_crc equals the one key that
+//   would let it: the writer nudges created_ns when it would), so the preallocated zeros
+//   after the last record are a clean end. The CRC covers the payload first so that it can be
+//   computed before the writer takes the shard lock; the key is applied under it.
 //
 // Index file (a cache: rebuilt from the segment when missing, stale or corrupt):
 //     off size field
 //       0   4  magic          "CMTI"
-//       4   2  major  6 2 minor
+//       4   2  major (kIndexMajor)  6 2 minor
 //       8   4  interval       one node every `interval` entries
 //      12   4  node_count
 //      16   8  base_entry     must equal the segment's
@@ -75,8 +86,11 @@
 
 namespace comet::format {
 
-inline constexpr uint16_t kFormatMajor = 1;
+// Version 2 added batch boundaries (kFlagBatchMore) and the record key. Version 1 segments are
+// still read (as if every record were a batch of its own, unkeyed); they are never appended to.
+inline constexpr uint16_t kFormatMajor = 2;
 inline constexpr uint16_t kFormatMinor = 0;
+inline constexpr uint16_t kOldestReadableMajor = 1;
 
 // ---- segment header --------------------------------------------------------------------------
 inline constexpr uint32_t kSegmentMagic = 0x53544D43;  // "CMTS" little-endian
@@ -97,7 +111,7 @@ static_assert(kHeaderCrc == 40 && kSealCrc == 44 && kSealedCount == 48);
 inline constexpr size_t kRecordHeaderSize = 16;
 inline constexpr uint32_t kSizeMask = (1u << 30) - 1;
 inline constexpr uint32_t kFlagZstd = 1u << 30;
-inline constexpr uint32_t kFlagReserved = 1u << 31;
+inline constexpr uint32_t kFlagBatchMore = 1u << 31;  // another record of the batch follows
 inline constexpr uint64_t kMaxStoredSize = kSizeMask;  // 1 GiB - 1
 
 namespace rec {
@@ -107,6 +121,7 @@ static_assert(kPayload == kRecordHeaderSize);
 
 // ---- index file ------------------------------------------------------------------------------
 inline constexpr uint32_t kIndexMagic = 0x49544D43;  // "CMTI"
+inline constexpr uint16_t kIndexMajor = 1;  // unchanged by segment format version 2
 inline constexpr size_t kIndexHeaderSize = 48;
 
 namespace idx {
