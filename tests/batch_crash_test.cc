@@ -124,6 +124,18 @@ class BatchCrashTest : public comet_test::TempDirTest {
  protected:
   void KillLoop(comet::SyncMode mode, int rounds, uint64_t seed);
 
+  // Appends the given batches with one writer, closes it, and returns the segment files.
+  std::vector<std::string> WriteBatches(const Config& cfg, std::initializer_list<uint64_t> batches) {
+    auto c = Open(cfg);
+    if (!c) return {};
+    EntryId id{};
+    for (uint64_t b : batches) EXPECT_TRUE(AppendBatch(c.get(), b, &id).ok());
+    EXPECT_TRUE(c->Close().ok());
+    prefix_id_ = id.prefix_id;
+    return comet_test::ListSegments(dir_, prefix_id_, 0);
+  }
+  uint32_t prefix_id_ = 0;
+
   std::unique_ptr<Client> Open(const Config& cfg) {
     auto r = Client::Open(dir_, cfg);
     EXPECT_TRUE(r.ok()) << r.status().ToString();
@@ -186,20 +198,10 @@ namespace {
 // where the batch began.
 TEST_F(BatchCrashTest, BatchCutShortByACrashIsDroppedWhole) {
   const Config cfg = Cfg(comet::SyncMode::kNone);
-  uint32_t prefix_id = 0;
-  uint64_t batch_start = 0;
-  {
-    auto c = Open(cfg);
-    ASSERT_TRUE(c);
-    EntryId id;
-    ASSERT_OK(AppendBatch(c.get(), 0, &id));  // five 4 KiB entries, ids 0..4
-    prefix_id = id.prefix_id;
-    batch_start = kSegHdr + 5 * (kRecHdr + 4096);
-    ASSERT_OK(AppendBatch(c.get(), 2, &id));  // ids 5..9: the one cut short below
-    ASSERT_EQ(id.entry, 5u);
-    ASSERT_OK(c->Close());
-  }
-  auto segs = comet_test::ListSegments(dir_, prefix_id, 0);
+  // Batch 0: five 4 KiB entries, ids 0..4; batch 2, ids 5..9, is the one cut short below.
+  auto segs = WriteBatches(cfg, {0, 2});
+  const uint32_t prefix_id = prefix_id_;
+  const uint64_t batch_start = kSegHdr + 5 * (kRecHdr + 4096);
   ASSERT_EQ(segs.size(), 1u);
   ASSERT_TRUE(comet_test::ZeroFrom(segs[0], batch_start + 2 * (kRecHdr + 4096)));
   ASSERT_TRUE(SetPublished(dir_, prefix_id, 0, {5, batch_start, 0}));
@@ -220,17 +222,7 @@ TEST_F(BatchCrashTest, BatchCutShortByACrashIsDroppedWhole) {
 // The same without the control file: the flags alone say the batch was cut short.
 TEST_F(BatchCrashTest, BatchCutShortIsDroppedWholeWithoutTheControlFile) {
   const Config cfg = Cfg(comet::SyncMode::kNone);
-  uint32_t prefix_id = 0;
-  {
-    auto c = Open(cfg);
-    ASSERT_TRUE(c);
-    EntryId id;
-    ASSERT_OK(AppendBatch(c.get(), 0, &id));
-    ASSERT_OK(AppendBatch(c.get(), 2, &id));
-    prefix_id = id.prefix_id;
-    ASSERT_OK(c->Close());
-  }
-  auto segs = comet_test::ListSegments(dir_, prefix_id, 0);
+  auto segs = WriteBatches(cfg, {0, 2});
   ASSERT_EQ(segs.size(), 1u);
   ASSERT_TRUE(comet_test::ZeroFrom(segs[0], kSegHdr + 8 * (kRecHdr + 4096)));  // 3 of batch 2
   ASSERT_EQ(::unlink((dir_ + "/comet.ctl").c_str()), 0);
@@ -246,18 +238,9 @@ TEST_F(BatchCrashTest, BatchCutShortIsDroppedWholeWithoutTheControlFile) {
 // before the batch: dense numbering, nothing of the batch left, verify clean.
 TEST_F(BatchCrashTest, BatchThatMadeSeveralSegmentsIsDroppedWholeAfterACrash) {
   const Config cfg = Cfg(comet::SyncMode::kNone);
-  uint32_t prefix_id = 0;
-  {
-    auto c = Open(cfg);
-    ASSERT_TRUE(c);
-    EntryId id;
-    ASSERT_OK(AppendBatch(c.get(), 0, &id));  // ids 0..4 in segment 0
-    ASSERT_OK(AppendBatch(c.get(), 1, &id));  // ids 5 (segment 0), 6 (segment 6), 7 (segment 7)
-    prefix_id = id.prefix_id;
-    ASSERT_EQ(id.entry, 5u);
-    ASSERT_OK(c->Close());
-  }
-  auto segs = comet_test::ListSegments(dir_, prefix_id, 0);
+  // Batch 0: ids 0..4 in segment 0; batch 1: ids 5 (segment 0), 6 (segment 6), 7 (segment 7).
+  auto segs = WriteBatches(cfg, {0, 1});
+  const uint32_t prefix_id = prefix_id_;
   ASSERT_EQ(segs.size(), 3u);
   ASSERT_EQ(comet_test::SegmentBase(segs[2]), 7u);
   ASSERT_TRUE(comet_test::ZeroFrom(segs[2], kSegHdr));  // the last record was never written

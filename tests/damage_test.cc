@@ -70,6 +70,11 @@ class DamageTest : public comet_test::TempDirTest {
     return id.prefix_id;
   }
 
+  // Fill, then the stream's segment files.
+  std::vector<std::string> FillSegments(const Config& cfg, const std::string& stream, uint64_t n) {
+    return comet_test::ListSegments(dir_, Fill(cfg, stream, n), 0);
+  }
+
   // Every id below n reads its own payload, except those in `bad`, which are CORRUPT.
   static void ExpectIds(Client* c, const std::string& stream, uint64_t n,
                         const std::set<uint64_t>& bad, const std::string& mode) {
@@ -207,8 +212,7 @@ TEST_F(DamageTest, ZeroedRecordsInActiveSegmentKeepLaterIds) {
 // or without the index file.
 TEST_F(DamageTest, ZeroedHeadersInSealedSegmentKeepEveryOtherId) {
   const Config cfg = SmallSegments(4096);
-  const uint32_t a = Fill(cfg, "s:shard:0000", 400);
-  auto segs = comet_test::ListSegments(dir_, a, 0);
+  auto segs = FillSegments(cfg, "s:shard:0000", 400);
   ASSERT_GE(segs.size(), 3u);
   const std::string zeros(kRecHdr, '\0');
   for (uint64_t k : {5, 12}) {
@@ -229,8 +233,7 @@ TEST_F(DamageTest, ZeroedHeadersInSealedSegmentKeepEveryOtherId) {
 // another entry's.
 TEST_F(DamageTest, RecordsBetweenRunsOfUnprovenCountAreNeverShifted) {
   const Config cfg = SmallSegments(4096);
-  const uint32_t a = Fill(cfg, "u:shard:0000", 400);
-  auto segs = comet_test::ListSegments(dir_, a, 0);
+  auto segs = FillSegments(cfg, "u:shard:0000", 400);
   ASSERT_GE(segs.size(), 2u);
   // Records 5 and 20, each with the first 11 bytes of the next record's header.
   const std::string zeros(kRecordSize + 11, '\0');
@@ -316,8 +319,7 @@ TEST_F(DamageTest, HugeLengthFieldReadsCorruptNotPastTheData) {
 // verify reports the entries that vanished, and a writer never hands their ids out again.
 TEST_F(DamageTest, VerifyReportsTheEntriesOfADeletedLastSegment) {
   const Config cfg = SmallSegments(4096);
-  const uint32_t a = Fill(cfg, "d:shard:0000", 400);
-  auto segs = comet_test::ListSegments(dir_, a, 0);
+  auto segs = FillSegments(cfg, "d:shard:0000", 400);
   ASSERT_EQ(segs.size(), 3u);
   const uint64_t from = comet_test::SegmentBase(segs[2]);
   ASSERT_EQ(::unlink(segs[2].c_str()), 0);
@@ -335,8 +337,7 @@ TEST_F(DamageTest, VerifyReportsTheEntriesOfADeletedLastSegment) {
 // unreadable by verify, and inspect counts the same number of corrupt records.
 TEST_F(DamageTest, VerifyReportsTheEntriesOfATruncatedFirstSegmentLikeInspect) {
   const Config cfg = SmallSegments(4096);
-  const uint32_t a = Fill(cfg, "t:shard:0000", 400);
-  auto segs = comet_test::ListSegments(dir_, a, 0);
+  auto segs = FillSegments(cfg, "t:shard:0000", 400);
   ASSERT_EQ(segs.size(), 3u);
   const uint64_t next = comet_test::SegmentBase(segs[1]);
   ASSERT_TRUE(comet_test::TruncateFile(segs[0], 17));
