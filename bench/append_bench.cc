@@ -4,6 +4,11 @@
 //                        buffer, CRC32C of 100 bytes, a wall-clock read, and all three together
 //   BM_Write2_Single     write(2) of 100 bytes to an O_APPEND file (latency histogram)
 //   BM_Write2_Batch/N    writev(2) of N 100-byte buffers to an O_APPEND file (entries/s)
+//   BM_Write2_Framed/N/F the original's method: batches of N entries framed as Comet frames
+//                        them (header, CRC32C, batch flag) into a user-space buffer that goes
+//                        to an O_APPEND file with one write(2) per batch (F = batch) or whenever
+//                        it would pass F bytes (4k, 64k); registered right before the Comet
+//                        batch benchmark it is compared with, so that both share each pass
 //   BM_Append_Single/A/M one 100-byte entry per Append, A = handle (Stream*) or name API,
 //                        M = sync.mode none or interval; latency histogram per call
 //   BM_Append_Single_Untimed/handle/none   the same without the per-call clock reads (mean)
@@ -25,6 +30,7 @@
 #include <thread>
 
 #include "common.h"
+#include "segment.h"
 
 namespace comet_bench {
 namespace {
@@ -70,6 +76,7 @@ void PublishMean(benchmark::State& state, const std::string& key, const std::str
   if (iters <= 0 || secs <= 0) return;
   SetFigure(key + ".mean_ns", secs * 1e9 / iters, bench, state.iterations());
   SetFigure(key + ".items_per_s", iters * items_per_iter / secs, bench, state.iterations());
+  LatestRates()[key] = iters * items_per_iter / secs;
 }
 
 void BM_Baseline_Memcpy(benchmark::State& state, const std::string& bench) {
@@ -217,6 +224,60 @@ void BM_Write2_Batch(benchmark::State& state, size_t batch, const std::string& b
   state.SetBytesProcessed(state.iterations() * int64_t(batch * kEntryBytes));
 }
 
+// The original's method: records framed in a user-space buffer, one write(2) per flush. The
+// framing is the library's own (EncodeRecordHeader, RecordCrc), so both sides checksum and copy
+// the same bytes; `flush_bytes` 0 flushes once per batch.
+void BM_Write2_Framed(benchmark::State& state, size_t batch, size_t flush_bytes,
+                      const std::string& key, const std::string& bench) {
+  using namespace comet::format;
+  TempDir dir;
+  int fd = dir.ok() ? OpenAppendFile(state, dir) : -1;
+  if (fd < 0) {
+    if (!dir.ok()) state.SkipWithError("mkdtemp failed");
+    for (auto _ : state) {
+    }
+    return;
+  }
+  Payloads p;
+  const size_t record = kRecordHeaderSize + kEntryBytes;
+  std::vector<char> buf(std::max(flush_bytes, batch * record));
+  size_t used = 0;
+  bool failed = false;
+  auto flush = [&] {
+    if (used > 0 && ::write(fd, buf.data(), used) != ssize_t(used)) failed = true;
+    used = 0;
+  };
+  ProcessCpu cpu;
+  WallTimer wt;
+  wt.Start();
+  for (auto _ : state) {
+    const int64_t ts = RealtimeNs();
+    for (size_t k = 0; k < batch; k++) {
+      if (flush_bytes > 0 && used + record > flush_bytes) flush();
+      std::string_view e = p[k];
+      const uint32_t sf = uint32_t(e.size()) | (k + 1 < batch ? kFlagBatchMore : 0);
+      char* dst = buf.data() + used;
+      comet::internal::EncodeRecordHeader(dst, comet::internal::RecordCrc(e.data(), sf, ts), sf,
+                                          ts);
+      std::memcpy(dst + kRecordHeaderSize, e.data(), e.size());
+      used += record;
+    }
+    if (flush_bytes == 0) flush();
+    if (failed) [[unlikely]] {
+      state.SkipWithError("write(2) failed or was short");
+      break;
+    }
+  }
+  flush();
+  double secs = wt.Seconds();
+  const double entries = double(state.iterations()) * double(batch);
+  cpu.Publish(state, entries, key, bench);
+  ::close(fd);
+  PublishMean(state, key, bench, secs, double(batch));
+  state.SetItemsProcessed(state.iterations() * int64_t(batch));
+  state.SetBytesProcessed(state.iterations() * int64_t(batch * kEntryBytes));
+}
+
 // ---- Comet appends ----------------------------------------------------------------------------
 
 constexpr const char* kStream = "bench:shard:0000";
@@ -346,8 +407,11 @@ void BM_Append_Single(benchmark::State& state, bool by_name, SyncMode mode, bool
 }
 
 // Batches of `batch` entries, round robin over `shards` stream handles.
+// `paired`: the key of a baseline run just before in the same pass; the rate's ratio to it is
+// published as "<key>.vs_<paired>".
 void BM_Append_Batch(benchmark::State& state, size_t batch, size_t shards, SyncMode mode,
-                     const std::string& key, const std::string& bench) {
+                     const std::string& key, const std::string& bench,
+                     const std::string& paired = "") {
   Fixture f;
   if (!f.Open(state, mode, shards)) return DrainFailed(state);
   comet::Client* c = f.client.get();
@@ -370,6 +434,7 @@ void BM_Append_Batch(benchmark::State& state, size_t batch, size_t shards, SyncM
   size_t k = 0;
   comet::Stream* const* st_handles = f.streams.data();
   ThreadUsage tu;
+  ProcessCpu cpu;
   WallTimer wt;
   tu.Start();
   wt.Start();
@@ -386,8 +451,13 @@ void BM_Append_Batch(benchmark::State& state, size_t batch, size_t shards, SyncM
   PublishStats(state, f.client.get(), secs, key, bench);
   f.Close(state);
   if (state.error_occurred()) return;
+  const double entries = double(state.iterations()) * double(batch);
+  cpu.Publish(state, entries, key, bench);
   PublishMean(state, key, bench, secs, double(batch));
-  tu.Publish(state, double(state.iterations()) * double(batch), key, bench);
+  tu.Publish(state, entries, key, bench);
+  if (auto base = LatestRates().find(paired); !paired.empty() && base != LatestRates().end()) {
+    SetFigure(key + ".vs_" + paired, LatestRates()[key] / base->second, bench, state.iterations());
+  }
   state.SetItemsProcessed(state.iterations() * int64_t(batch));
   state.SetBytesProcessed(state.iterations() * int64_t(batch * kEntryBytes));
 }
@@ -426,14 +496,30 @@ void RegisterAppendBenchmarks() {
   Reg("BM_Append_Single_Untimed/handle/none", [](benchmark::State& st, const std::string& n) {
     BM_Append_Single(st, false, SyncMode::kNone, false, "append.single_untimed.handle.none", n);
   });
+  // Each batch size right after the original's method at that size (one write(2) per batch),
+  // and batch 100 also after its 4 KiB and 64 KiB buffers: ratios from neighbouring runs.
+  auto framed = [](size_t b, size_t flush, const std::string& key, const std::string& tag = "") {
+    Reg("BM_Write2_Framed/" + std::to_string(b) + "/" +
+            (flush ? std::to_string(flush >> 10) + "k" : std::string("batch")) + tag,
+        [=](benchmark::State& st, const std::string& n) { BM_Write2_Framed(st, b, flush, key, n); });
+  };
   for (size_t b : {10, 100, 1000}) {
-    Reg("BM_Append_Batch/" + std::to_string(b) + "/none", [b](benchmark::State& st,
-                                                              const std::string& n) {
-      BM_Append_Batch(st, b, 1, SyncMode::kNone, "append.batch" + std::to_string(b) + ".none", n);
+    const std::string bs = std::to_string(b), paired = "write2.framed.batch" + bs;
+    if (b == 100) {
+      framed(b, 4 << 10, "write2.framed.4k");
+      framed(b, 64 << 10, "write2.framed.64k");
+    }
+    if (b != 10) framed(b, 0, paired);
+    Reg("BM_Append_Batch/" + bs + "/none", [=](benchmark::State& st, const std::string& n) {
+      BM_Append_Batch(st, b, 1, SyncMode::kNone, "append.batch" + bs + ".none", n,
+                      b != 10 ? paired : "");
     });
   }
+  // Once more before the interval run, as another sample of the same figure.
+  framed(100, 0, "write2.framed.batch100", "/again");
   Reg("BM_Append_Batch/100/interval", [](benchmark::State& st, const std::string& n) {
-    BM_Append_Batch(st, 100, 1, SyncMode::kInterval, "append.batch100.interval", n);
+    BM_Append_Batch(st, 100, 1, SyncMode::kInterval, "append.batch100.interval", n,
+                    "write2.framed.batch100");
   });
   for (size_t s : {1, 4, 64}) {
     Reg("BM_Append_Shards/" + std::to_string(s) + "/batch100/none",

@@ -244,6 +244,36 @@ class ThreadUsage {
   uint64_t tlb_a_ = 0, tlb_b_ = 0;
 };
 
+// CPU time of the whole process (every thread: the library's background threads count) over a
+// timed loop, published as "<key>.cpu_ns" per entry: on a loaded machine, what a method costs
+// even when the wall clock mostly measures waiting for a CPU.
+class ProcessCpu {
+ public:
+  ProcessCpu() : t0_(Now()) {}
+  void Publish(benchmark::State& state, double entries, const std::string& key,
+               const std::string& bench) const {
+    if (entries <= 0) return;
+    const double ns = (Now() - t0_) * 1e9 / entries;
+    state.counters["cpu_ns_per_entry"] = ns;
+    SetFigure(key + ".cpu_ns", ns, bench, state.iterations());
+  }
+
+ private:
+  static double Now() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return ThreadUsage::Secs(ru.ru_utime) + ThreadUsage::Secs(ru.ru_stime);
+  }
+  double t0_;
+};
+
+// The latest rate a baseline measured, by figure key: a benchmark run right after it in the
+// same pass divides by it, so that a ratio compares runs that saw the same machine load.
+inline std::map<std::string, double>& LatestRates() {
+  static std::map<std::string, double> r;
+  return r;
+}
+
 // ---- temporary directories ------------------------------------------------------------------
 
 inline constexpr const char* kTmpPrefix = "/tmp/comet_bench.";
