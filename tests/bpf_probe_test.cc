@@ -370,24 +370,6 @@ TEST_F(BpfProbeTest, AppendingIntoFreshSegmentPagesShowsPageFaults) {
   EXPECT_GE(faults, in_append);
 }
 
-// Readers blocked on (prefix 0, shard 0) of DIR, from the shard slot's waiter count in comet.ctl.
-uint32_t Waiters(const std::string& dir) {
-  using namespace comet::format;
-  const std::string ctl = dir + "/comet.ctl";
-  ControlHeader h;
-  if (!comet_test::ReadAt(ctl, 0, &h, sizeof h)) return 0;
-  uint32_t count = 0, prefix = 1, shard = 1, waiters = 0;
-  if (!comet_test::ReadAt(ctl, offsetof(ControlHeader, shard_count), &count, 4)) return 0;
-  for (uint32_t i = 0; i < count && i < h.max_shards; i++) {
-    const uint64_t off = h.shard_table_offset + uint64_t{i} * sizeof(ShardSlot);
-    if (comet_test::ReadAt(ctl, off + offsetof(ShardSlot, prefix_id), &prefix, 4) &&
-        comet_test::ReadAt(ctl, off + offsetof(ShardSlot, shard), &shard, 4) && prefix == 0 &&
-        shard == 0 && comet_test::ReadAt(ctl, off + offsetof(ShardSlot, waiters), &waiters, 4))
-      return waiters;
-  }
-  return 0;
-}
-
 TEST_F(BpfProbeTest, ABlockedReaderShowsItsWaitAndItsWakeUpToRunLatency) {
   // This test process links the library statically: attach to its own executable.
   char self[4096];
@@ -411,7 +393,7 @@ TEST_F(BpfProbeTest, ABlockedReaderShowsItsWaitAndItsWakeUpToRunLatency) {
     // Append only once the reader is done with the previous entry and has announced itself as
     // blocked on this one (after its spin).
     const int64_t deadline = comet_test::MonotonicNs() + 60'000'000'000;
-    while ((woken.load() < i - 1 || Waiters(Sub("data")) == 0) &&
+    while ((woken.load() < i - 1 || comet_test::Waiters(Sub("data"), 0, 0) == 0) &&
            comet_test::MonotonicNs() < deadline) {
     }
     ASSERT_OK((*c)->Append(stream, std::to_string(i)));

@@ -57,19 +57,24 @@ TEST_F(CAbiTest, PickStreamInMultiModeRoutesToShardsThisProcessCanAppendTo) {
 }
 
 TEST_F(CAbiTest, WaitTimesOutThenWakesOnAppend) {
+  const comet_test::SlowRecheck slow_recheck;  // only the append's wake-up ends the wait in time
   comet_client* c = Open("single");
   ASSERT_NE(c, nullptr);
   const char* stream = "w:shard:0000";
   const void* data[] = {"x"};
   size_t lens[] = {1};
-  ASSERT_EQ(comet_append(c, stream, data, lens, 1, nullptr), COMET_OK);
+  comet_id first;
+  ASSERT_EQ(comet_append(c, stream, data, lens, 1, &first), COMET_OK);
   EXPECT_EQ(comet_wait(c, stream, 0, 0), COMET_OK);
   EXPECT_EQ(comet_wait(c, stream, 1, 20'000'000), COMET_ERR_TIMEOUT);
   std::thread writer([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_TRUE(comet_test::AwaitWaiters(dir_, first.prefix_id, first.shard, 1));
     EXPECT_EQ(comet_append(c, stream, data, lens, 1, nullptr), COMET_OK);
   });
-  EXPECT_EQ(comet_wait(c, stream, 1, 10'000'000'000), COMET_OK) << comet_last_error();
+  const int64_t start = comet_test::MonotonicNs();
+  EXPECT_EQ(comet_wait(c, stream, 1, 30'000'000'000), COMET_OK) << comet_last_error();
+  EXPECT_LT(comet_test::MonotonicNs() - start, 5'000'000'000)
+      << "woken by the re-check, not by the append";
   writer.join();
   uint64_t n = 0;
   EXPECT_EQ(comet_length(c, stream, &n), COMET_OK);

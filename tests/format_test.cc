@@ -1,8 +1,10 @@
 // The on-disk format, byte for byte: what format.h and the README promise.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "comet/format.h"
 #include "crc32c.h"
@@ -117,13 +119,34 @@ TEST(SegmentHeader, DamageAndForeignVersionsAreNamed) {
   EXPECT_EQ(DecodeSegmentHeader(buf, 100, "dir/0.seg", &d).code(), Code::kCorrupt);
 }
 
-TEST(SparseIndex, ReadersSeeOnlyPublishedNodes) {
+TEST(SparseIndex, PushedNodesReadBackInOrder) {
   SparseIndex idx(4, 1 << 20);
   EXPECT_EQ(idx.size(), 0u);
   for (uint32_t i = 0; i < 5000; i++) idx.Push(256 + i * 16);
   ASSERT_EQ(idx.size(), 5000u);
-  EXPECT_EQ(idx.Get(0), 256u);
-  EXPECT_EQ(idx.Get(4999), 256u + 4999 * 16);
+  for (uint32_t i = 0; i < 5000; i++) ASSERT_EQ(idx.Get(i), 256u + i * 16) << "node " << i;
+}
+
+// A reader on another thread that trusts size() finds every node below it written, chunk
+// boundaries included, while the writer keeps pushing.
+TEST(SparseIndex, ConcurrentReadersSeeOnlyPublishedNodes) {
+  constexpr uint32_t kNodes = 1 << 20;
+  SparseIndex idx(1, uint64_t{kNodes} * kRecordHeaderSize);
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> checks{0}, wrong{0};
+  std::thread reader([&] {
+    while (!done.load(std::memory_order_acquire)) {
+      const size_t n = idx.size();
+      if (n == 0) continue;
+      if (idx.Get(n - 1) != 256 + (n - 1) * 16) wrong++;
+      checks++;
+    }
+  });
+  for (uint32_t i = 0; i < kNodes; i++) idx.Push(256 + i * 16);
+  done.store(true, std::memory_order_release);
+  reader.join();
+  EXPECT_EQ(wrong.load(), 0u) << "of " << checks.load() << " reads of the newest node";
+  EXPECT_GT(checks.load(), 0u);
 }
 
 TEST(ControlLayout, SizeFollowsTables) {

@@ -990,12 +990,16 @@ TEST_F(MultiProcessTest, DeadSlotWithAReusedLivePidIsStillTakenOver) {
 
 // ---- 6. readers in another process: visibility and wake-up latency ----------------------------
 
+// The append's futex wake is what ends the wait: with the periodic re-check slowed to a minute, a
+// reader woken late by more than a second (or timing out after ten) means the wake was lost.
 TEST_F(MultiProcessTest, ReaderProcessSeesNewEntriesAndABlockedWaitWakesWithinMilliseconds) {
+  const comet_test::SlowRecheck slow_recheck;
   const Config cfg = MultiConfig();
   const std::string name = Shard("ev", 0);
   auto writer = Open(dir_, cfg);
   ASSERT_NE(writer, nullptr);
-  ASSERT_OK(writer->Append(name, "hello"));
+  EntryId first;
+  ASSERT_OK(writer->Append(name, "hello", &first));
 
   struct Wake {
     int32_t code = 0;         // Status code of the wait
@@ -1082,7 +1086,8 @@ TEST_F(MultiProcessTest, ReaderProcessSeesNewEntriesAndABlockedWaitWakesWithinMi
   ASSERT_OK(writer->Append(name, "second"));
 
   auto append_stamped = [&](uint64_t expect_entry) {
-    usleep(100'000);  // the reader is (or is about to be) asleep in the wait
+    // Only once the reader has announced itself blocked (it is past its spin).
+    ASSERT_TRUE(comet_test::AwaitWaiters(dir_, first.prefix_id, first.shard, 1));
     std::string payload(8, '\0');
     const int64_t now = MonotonicNs();
     std::memcpy(&payload[0], &now, 8);
@@ -1094,10 +1099,9 @@ TEST_F(MultiProcessTest, ReaderProcessSeesNewEntriesAndABlockedWaitWakesWithinMi
   auto check = [&](const Wake& w, const char* what) {
     EXPECT_EQ(w.code, 0) << what << ": wait status " << w.code;
     EXPECT_EQ(w.read_code, 0) << what << ": read after the wait " << w.read_code;
-    EXPECT_GE(w.blocked_ns, 90'000'000) << what << " did not block until the append";
-    EXPECT_GE(w.latency_ns, 0) << what;
-    EXPECT_LT(w.latency_ns, 200'000'000) << what << " woke " << w.latency_ns / 1e6
-                                         << " ms after the append";
+    EXPECT_GE(w.latency_ns, 0) << what << " returned before the append";
+    EXPECT_LT(w.latency_ns, 1'000'000'000) << what << " woke " << w.latency_ns / 1e6
+                                           << " ms after the append";
     EXPECT_GE(w.realtime_skew_ns, -50'000'000) << what << ": Entry.timestamp_ns is in the future";
     EXPECT_LT(w.realtime_skew_ns, 1'000'000'000) << what << ": Entry.timestamp_ns is stale";
     RecordProperty(std::string(what) + "_wake_us", std::to_string(w.latency_ns / 1000));

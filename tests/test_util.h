@@ -26,7 +26,9 @@
 
 #include <gtest/gtest.h>
 
+#include "comet/format.h"
 #include "comet/status.h"
+#include "test_hooks.h"
 
 // Asserts a comet::Status is OK, printing it otherwise.
 #define ASSERT_OK(expr)                                     \
@@ -265,6 +267,52 @@ inline int64_t MonotonicNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// Readers that announced themselves blocked on (prefix_id, shard) of DIR: the shard slot's
+// waiter count in comet.ctl (0 when there is no such slot).
+inline uint32_t Waiters(const std::string& dir, uint32_t prefix_id, uint32_t shard) {
+  using namespace comet::format;
+  const std::string ctl = dir + "/comet.ctl";
+  ControlHeader h;
+  if (!ReadAt(ctl, 0, &h, sizeof h)) return 0;
+  uint32_t count = 0, p = 0, s = 0, waiters = 0;
+  if (!ReadAt(ctl, offsetof(ControlHeader, shard_count), &count, 4)) return 0;
+  for (uint32_t i = 0; i < count && i < h.max_shards; i++) {
+    const uint64_t off = h.shard_table_offset + uint64_t{i} * sizeof(ShardSlot);
+    if (ReadAt(ctl, off + offsetof(ShardSlot, prefix_id), &p, 4) &&
+        ReadAt(ctl, off + offsetof(ShardSlot, shard), &s, 4) && p == prefix_id && s == shard) {
+      return ReadAt(ctl, off + offsetof(ShardSlot, waiters), &waiters, 4) ? waiters : 0;
+    }
+  }
+  return 0;
+}
+
+// For one scope, blocked readers re-check their stream only every `ns` (default a minute), so a
+// wake-up that an append failed to deliver shows as a reader that is late by that much.
+class SlowRecheck {
+ public:
+  explicit SlowRecheck(int64_t ns = 60'000'000'000) : saved_(comet::internal::WaitRecheckNs()) {
+    comet::internal::SetWaitRecheckNs(ns);
+  }
+  ~SlowRecheck() { comet::internal::SetWaitRecheckNs(saved_); }
+  SlowRecheck(const SlowRecheck&) = delete;
+  SlowRecheck& operator=(const SlowRecheck&) = delete;
+
+ private:
+  int64_t saved_;
+};
+
+// The handshake before waking a reader: returns once at least `n` readers are blocked on the
+// shard (false after timeout_ms).
+inline bool AwaitWaiters(const std::string& dir, uint32_t prefix_id, uint32_t shard, uint32_t n,
+                         int timeout_ms = 30000) {
+  const int64_t deadline = MonotonicNs() + int64_t{timeout_ms} * 1'000'000;
+  while (Waiters(dir, prefix_id, shard) < n) {
+    if (MonotonicNs() > deadline) return false;
+    usleep(100);
+  }
+  return true;
 }
 
 // Reads exactly n bytes within timeout_ms. False on EOF, error or timeout.

@@ -13,6 +13,7 @@
 #include "control.h"
 #include "env.h"
 #include "probes.h"
+#include "test_hooks.h"
 #include "text.h"
 
 namespace comet::internal {
@@ -169,6 +170,13 @@ void Shard::ForgetWriterAfterFork() {
   sync_leader_ = false;
 }
 
+namespace {
+std::atomic<int64_t> wait_recheck_ns{10'000'000};
+}  // namespace
+
+void SetWaitRecheckNs(int64_t ns) { wait_recheck_ns.store(ns, std::memory_order_relaxed); }
+int64_t WaitRecheckNs() { return wait_recheck_ns.load(std::memory_order_relaxed); }
+
 Status Shard::WaitFor(uint64_t e, int64_t timeout_ns) {
   if (Committed() > e) return Status::Ok();
   for (int i = 0; i < 2000; i++) {  // a few microseconds: the common case for a busy writer
@@ -191,7 +199,7 @@ Status Shard::WaitFor(uint64_t e, int64_t timeout_ns) {
                           std::to_string(e));
       break;
     }
-    int64_t wait = announced ? 10'000'000 : 1'000'000;  // re-check now and then regardless
+    int64_t wait = announced ? WaitRecheckNs() : 1'000'000;  // re-check now and then regardless
     if (deadline >= 0) {
       int64_t left = deadline - env::MonotonicNs();
       if (left <= 0) {

@@ -342,6 +342,7 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
     sync_active_ = active_;
   }
   synced_ = next;
+  last_sync_mono_ = env::MonotonicNs();  // the interval runs from load, not from boot
   slot_->committed_offset.store(write_off_, std::memory_order_relaxed);
   slot_->active_base.store(active_ ? active_->base() : next, std::memory_order_relaxed);
   slot_->synced_entry.store(next, std::memory_order_relaxed);
