@@ -2,18 +2,39 @@
 // thread's last-error message.
 #include "comet/comet.h"
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <string>
+#include <unordered_map>
 
 #include "comet/client.h"
+#include "env.h"
 
 struct comet_config {
   comet::Config cfg;
 };
 
+struct comet_stream {
+  comet::Client* client;
+  comet::Stream* stream;
+};
+
 struct comet_client {
   std::unique_ptr<comet::Client> client;
+  std::mutex streams_mu;  // guards streams
+  std::unordered_map<comet::Stream*, std::unique_ptr<comet_stream>> streams;
+};
+
+struct comet_scan {
+  comet::Iterator it;
+  std::string stream;
+  // The entries the last comet_scan_next delivered: they own (or keep mapped) the bytes the
+  // messages point at.
+  std::vector<comet::Entry> held;
+  uint64_t skipped = 0;
 };
 
 namespace {
@@ -53,6 +74,37 @@ int Guard(F&& f) {
   }
 }
 
+// Checks a C batch and hands it to `append` as views: on the stack for the common small batch,
+// in a per-thread buffer beyond that.
+template <class F>
+int AppendBatch(const char* what, const void* const* data, const size_t* lens, size_t n,
+                F&& append) {
+  if (n > 0 && (!data || !lens)) return Fail(COMET_ERR_INVALID, std::string(what) + ": null argument");
+  if (n > comet::kMaxBatchEntries) {
+    return Fail(COMET_ERR_INVALID, std::string(what) + ": a batch of " + std::to_string(n) +
+                                       " entries; at most " +
+                                       std::to_string(comet::kMaxBatchEntries) + " per call");
+  }
+  return Guard([&]() -> int {
+    constexpr size_t kOnStack = 8;
+    std::string_view small[kOnStack];
+    thread_local std::vector<std::string_view> large;
+    std::string_view* views = small;
+    if (n > kOnStack) {
+      large.resize(n);
+      views = large.data();
+    }
+    for (size_t i = 0; i < n; i++) {
+      if (!data[i] && lens[i] > 0) {
+        return Fail(COMET_ERR_INVALID, std::string(what) + ": entry " + std::to_string(i) +
+                                           " has a null pointer and a non-zero length");
+      }
+      views[i] = std::string_view(static_cast<const char*>(data[i]), lens[i]);
+    }
+    return Done(append(std::span<const std::string_view>(views, n)));
+  });
+}
+
 }  // namespace
 
 static_assert(COMET_ERR_INVALID == static_cast<int>(comet::Code::kInvalid));
@@ -83,7 +135,8 @@ int comet_open(const char* dir, const comet_config* cfg, comet_client** out) {
     comet::Result<std::unique_ptr<comet::Client>> c =
         comet::Client::Open(dir, cfg ? cfg->cfg : comet::Config());
     if (!c.ok()) return Fail(c.status());
-    *out = new comet_client{std::move(*c)};
+    *out = new comet_client();
+    (*out)->client = std::move(*c);
     return COMET_OK;
   });
 }
@@ -97,28 +150,103 @@ int comet_close(comet_client* c) {
 
 int comet_append(comet_client* c, const char* stream, const void* const* data, const size_t* lens,
                  size_t n, comet_id* ids_out) {
-  if (!c || !stream || (n > 0 && (!data || !lens))) {
-    return Fail(COMET_ERR_INVALID, "comet_append: null argument");
-  }
-  if (n > comet::kMaxBatchEntries) {
-    return Fail(COMET_ERR_INVALID, "comet_append: a batch of " + std::to_string(n) +
-                                       " entries; at most " +
-                                       std::to_string(comet::kMaxBatchEntries) + " per call");
-  }
-  return Guard([&]() -> int {
-    thread_local std::vector<std::string_view> views;
-    views.resize(n);
-    for (size_t i = 0; i < n; i++) {
-      if (!data[i] && lens[i] > 0) {
-        return Fail(COMET_ERR_INVALID, "comet_append: entry " + std::to_string(i) +
-                                           " has a null pointer and a non-zero length");
-      }
-      views[i] = std::string_view(static_cast<const char*>(data[i]), lens[i]);
-    }
-    // comet_id and EntryId have the same layout (asserted above).
-    return Done(c->client->Append(std::string_view(stream), std::span(views),
-                                  reinterpret_cast<comet::EntryId*>(ids_out)));
+  if (!c || !stream) return Fail(COMET_ERR_INVALID, "comet_append: null argument");
+  // comet_id and EntryId have the same layout (asserted above).
+  return AppendBatch("comet_append", data, lens, n, [&](std::span<const std::string_view> v) {
+    return c->client->Append(std::string_view(stream), v,
+                             reinterpret_cast<comet::EntryId*>(ids_out));
   });
+}
+
+int comet_stream_open(comet_client* c, const char* name, comet_stream** out) {
+  if (!c || !name || !out) return Fail(COMET_ERR_INVALID, "comet_stream_open: null argument");
+  return Guard([&]() -> int {
+    comet::Result<comet::Stream*> s = c->client->GetStream(name);
+    if (!s.ok()) return Fail(s.status());
+    std::lock_guard lk(c->streams_mu);
+    std::unique_ptr<comet_stream>& h = c->streams[*s];
+    if (!h) h.reset(new comet_stream{c->client.get(), *s});
+    *out = h.get();
+    return COMET_OK;
+  });
+}
+
+int comet_stream_append(comet_stream* s, const void* const* data, const size_t* lens, size_t n,
+                        comet_id* ids_out) {
+  if (!s) return Fail(COMET_ERR_INVALID, "comet_stream_append: null stream handle");
+  return AppendBatch("comet_stream_append", data, lens, n,
+                     [&](std::span<const std::string_view> v) {
+                       return s->client->Append(s->stream, v,
+                                                reinterpret_cast<comet::EntryId*>(ids_out));
+                     });
+}
+
+int comet_scan_open(comet_client* c, const char* stream, uint64_t from_entry, comet_scan** out) {
+  if (!c || !stream || !out) return Fail(COMET_ERR_INVALID, "comet_scan_open: null argument");
+  return Guard([&]() -> int {
+    comet::Result<comet::Iterator> it = c->client->Scan(stream, from_entry);
+    if (!it.ok()) return Fail(it.status());
+    *out = new comet_scan{std::move(*it), stream, {}, 0};
+    return COMET_OK;
+  });
+}
+
+int comet_scan_next(comet_scan* s, comet_message* out, size_t max, int64_t timeout_ns) {
+  if (!s || (!out && max > 0)) return Fail(COMET_ERR_INVALID, "comet_scan_next: null argument");
+  return Guard([&]() -> int {
+    const size_t limit = std::min<size_t>(max, INT_MAX);  // the count is returned as an int
+    int64_t deadline = -1;
+    size_t n = 0;
+    while (n < limit) {
+      if (n == s->held.size()) s->held.emplace_back();
+      const uint64_t at = s->it.position();
+      comet::Status st = s->it.Next(&s->held[n]);
+      if (st.ok()) {
+        n++;
+        continue;
+      }
+      if (st.IsCorrupt()) {
+        s->skipped++;
+        continue;
+      }
+      if (st.IsNotFound() && s->it.position() != at) continue;  // moved past a gap
+      if (!st.IsNotFound()) {
+        if (n > 0) break;  // deliver what was read; the failure repeats on the next call
+        return Fail(st);
+      }
+      // The end of the stream for now.
+      if (n > 0 || timeout_ns == 0) break;
+      int64_t left = -1;
+      if (timeout_ns > 0) {
+        const int64_t now = comet::env::MonotonicNs();
+        if (deadline < 0) deadline = now + timeout_ns;
+        left = deadline - now;
+        if (left <= 0) break;
+      }
+      st = s->it.Wait(left);
+      if (st.code() == comet::Code::kTimeout) break;
+      if (!st.ok()) return Fail(st);
+    }
+    // Filled once the entries are in place: growing `held` above may move them.
+    for (size_t i = 0; i < n; i++) {
+      const comet::Entry& e = s->held[i];
+      out[i].id = comet_id{e.id.prefix_id, e.id.shard, e.id.entry};
+      out[i].timestamp_ns = e.timestamp_ns;
+      out[i].data = e.data.data();
+      out[i].len = e.data.size();
+      out[i].stream = s->stream.c_str();
+    }
+    return static_cast<int>(n);
+  });
+}
+
+uint64_t comet_scan_position(const comet_scan* s) { return s ? s->it.position() : 0; }
+
+uint64_t comet_scan_skipped(const comet_scan* s) { return s ? s->skipped : 0; }
+
+int comet_scan_close(comet_scan* s) {
+  delete s;
+  return COMET_OK;
 }
 
 int comet_sync(comet_client* c) {

@@ -1,7 +1,8 @@
 /* Comet C ABI: a stable interface for C servers and other languages.
  *
  * Conventions:
- *  - Opaque handles (comet_config, comet_client); the caller frees what it creates.
+ *  - Opaque handles (comet_config, comet_client, comet_scan); the caller frees what it creates.
+ *    A comet_stream belongs to its client.
  *  - Byte strings are pointer + length; names are NUL-terminated UTF-8/ASCII.
  *  - Every function returns COMET_OK (0) or a negative COMET_ERR_* code; no exception or signal
  *    crosses this boundary. After a failure, comet_last_error() returns a message for this
@@ -68,6 +69,50 @@ int comet_read(comet_client *c, const char *stream, uint64_t entry, void *buf, s
                size_t *len_out, int64_t *timestamp_ns_out);
 /* The next entry number of a stream (0 if it has no entries). */
 int comet_length(comet_client *c, const char *stream, uint64_t *out);
+
+/* Stream handles: a stream resolved once, so a hot caller appends without parsing its name.
+   Thread-safe like the client: many threads may append through one handle. */
+typedef struct comet_stream comet_stream;   /* owned by the client; valid until comet_close */
+/* Sets *out to the handle of `name` ("<prefix>:shard:<NNNN>"), creating the stream if it does
+   not exist (a read-only client gets COMET_ERR_NOT_FOUND instead). Opening the same name again
+   returns the same handle. Never free it: comet_close does. */
+int comet_stream_open(comet_client *c, const char *name, comet_stream **out);
+/* comet_append through a handle: n entries, all or nothing; ids_out, if not NULL, receives n
+   ids in input order. After comet_close the handle is gone: never pass it again. */
+int comet_stream_append(comet_stream *s, const void *const *data, const size_t *lens, size_t n,
+                        comet_id *ids_out);
+
+/* One entry delivered by a scan (and by the consumer calls). `data` and `stream` are views
+   owned by the call that filled the message; see that call for how long they stay valid. */
+typedef struct comet_message {
+  comet_id id;
+  int64_t timestamp_ns;
+  const void *data;
+  size_t len;
+  const char *stream;
+} comet_message;
+
+/* Scans: a stream read in entry order from a starting entry, many entries per call, without a
+   copy. A scan is used by one thread at a time; different scans may run in parallel. It may
+   outlive its client: after comet_close, comet_scan_next returns COMET_ERR_CLOSED (a wait in
+   progress then returns within about 10 ms), and it must still be closed. */
+typedef struct comet_scan comet_scan;
+/* Sets *out to a scan of `stream` whose first entry read is from_entry (entries before the
+   first retained one and in gaps are skipped). COMET_ERR_NOT_FOUND if the stream does not
+   exist; the scan is the caller's, freed by comet_scan_close. */
+int comet_scan_open(comet_client *c, const char *stream, uint64_t from_entry, comet_scan **out);
+/* Fills up to max messages (zero-copy views, valid until the next call on this scan or its
+   close); waits up to timeout_ns for the first (0: don't wait, negative: forever).
+   Returns the count (>= 0) or a COMET_ERR_*. Damaged entries are skipped and counted.
+   A count of 0 means no entry arrived within timeout_ns. The wait sleeps on the control
+   region's futex, woken by the writer of any process. */
+int comet_scan_next(comet_scan *it, comet_message *out, size_t max, int64_t timeout_ns);
+/* The entry number the next comet_scan_next reads first. */
+uint64_t comet_scan_position(const comet_scan *it);
+/* How many damaged entries (failing their CRC) this scan has skipped so far. */
+uint64_t comet_scan_skipped(const comet_scan *it);
+/* Frees the scan (NULL is accepted); the views it delivered become invalid. */
+int comet_scan_close(comet_scan *it);
 
 /* Multi-process mode (config "concurrency.mode" = "multi"): writes into buf the stream
    "<prefix>:shard:<NNNN>" that `key` routes to among the shard_count shards assigned to this
