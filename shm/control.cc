@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstring>
 #include <thread>
 
@@ -13,15 +14,29 @@ namespace comet::shm {
 
 namespace bip = boost::interprocess;
 using format::ControlHeader;
+using format::GroupSlot;
+using format::OffsetSlot;
 using format::ShardSlot;
 
 namespace {
 
 uint32_t HeaderCrc(const ControlHeader* h) {
-  char bytes[64];
+  char bytes[128];
   std::memcpy(bytes, h, sizeof bytes);
-  std::memset(bytes + 8, 0, 4);  // version is published after the CRC is written
+  std::memset(bytes + 8, 0, 4);   // version is published after the CRC is written
+  std::memset(bytes + 64, 0, 4);  // the CRC itself
   return crc32c::Mask(crc32c::Value(bytes, sizeof bytes));
+}
+
+// The first key from the name's hash (FNV-1a 64, never 0) for which `taken` is false.
+template <class Taken>
+uint64_t FreeFileKey(std::string_view name, Taken taken) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
+  h &= (uint64_t{1} << 62) - 1;  // stays a valid lock offset (off_t) too
+  if (h == 0) h = 1;
+  while (taken(h)) h = h % ((uint64_t{1} << 62) - 1) + 1;
+  return h;
 }
 
 std::string VersionText(uint32_t v) {
@@ -48,9 +63,19 @@ int LiveMembers(const std::string& dir) {
 
 }  // namespace
 
-Status ControlRegion::Create(const std::string& path, uint32_t max_streams,
-                             uint32_t max_processes) {
-  const size_t size = format::control_file_size(max_processes, max_streams);
+Status ValidateGroupName(std::string_view name) {
+  if (name.empty() || name.size() > format::kMaxGroupName) {
+    return Status::Invalid("consumer group name of " + std::to_string(name.size()) +
+                           " bytes; names are 1 to " + std::to_string(format::kMaxGroupName) +
+                           " bytes");
+  }
+  return Status::Ok();
+}
+
+Status ControlRegion::Create(const std::string& path, const ControlLimits& limits) {
+  const uint32_t max_processes = limits.max_processes, max_streams = limits.max_streams;
+  const size_t size = format::control_file_size(max_processes, max_streams, limits.max_groups,
+                                                limits.max_offsets);
   std::string tmp = path + ".tmp";
   Result<int> fd = env::OpenFile(tmp, O_RDWR | O_CREAT | O_TRUNC);
   if (!fd.ok()) return fd.status();
@@ -75,6 +100,11 @@ Status ControlRegion::Create(const std::string& path, uint32_t max_streams,
   h->process_table_offset = format::process_table_offset();
   h->metrics_table_offset = format::metrics_table_offset(max_processes);
   h->shard_table_offset = format::shard_table_offset(max_processes);
+  h->max_groups = limits.max_groups;
+  h->max_offsets = limits.max_offsets;
+  h->group_table_offset = format::group_table_offset(max_processes, max_streams);
+  h->offset_table_offset =
+      format::offset_table_offset(max_processes, max_streams, limits.max_groups);
   h->header_crc = HeaderCrc(h);
   // Published last: an attacher that sees a version sees everything above.
   h->version.store(format::control_version(format::kControlMajor, format::kControlMinor),
@@ -125,24 +155,43 @@ Status ControlRegion::Validate() const {
                            VersionText(format::control_version(format::kControlMajor,
                                                                format::kControlMinor)));
   }
+  if ((v & 0xFFFF) < 1) {
+    // Layout 1.0 has no consumer-group tables; everything in it can be rebuilt.
+    return Status::Corrupt("control file " + path_ + " has layout version " + VersionText(v) +
+                           ", older than this build's " +
+                           VersionText(format::control_version(format::kControlMajor,
+                                                               format::kControlMinor)));
+  }
   if (h->header_crc != HeaderCrc(h)) {
     return Status::Corrupt("control file " + path_ + " header fails its CRC");
   }
-  size_t want = format::control_file_size(h->max_processes, h->max_shards);
+  size_t want = format::control_file_size(h->max_processes, h->max_shards, h->max_groups,
+                                          h->max_offsets);
   if (h->header_size != format::kControlHeaderSize || h->file_size != want ||
       region_.get_size() < want ||
       h->process_table_offset != format::process_table_offset() ||
       h->metrics_table_offset != format::metrics_table_offset(h->max_processes) ||
       h->shard_table_offset != format::shard_table_offset(h->max_processes) ||
-      h->shard_count.load(std::memory_order_acquire) > h->max_shards) {
+      h->group_table_offset != format::group_table_offset(h->max_processes, h->max_shards) ||
+      h->offset_table_offset !=
+          format::offset_table_offset(h->max_processes, h->max_shards, h->max_groups) ||
+      h->shard_count.load(std::memory_order_acquire) > h->max_shards ||
+      h->group_count.load(std::memory_order_acquire) > h->max_groups ||
+      h->offset_count.load(std::memory_order_acquire) > h->max_offsets) {
     return Status::Corrupt("control file " + path_ + " has inconsistent sizes");
   }
   return Status::Ok();
 }
 
+void ControlRegion::SetTables() {
+  char* base = reinterpret_cast<char*>(header_);
+  shards_ = reinterpret_cast<ShardSlot*>(base + header_->shard_table_offset);
+  groups_ = reinterpret_cast<GroupSlot*>(base + header_->group_table_offset);
+  offsets_ = reinterpret_cast<OffsetSlot*>(base + header_->offset_table_offset);
+}
+
 Result<std::unique_ptr<ControlRegion>> ControlRegion::OpenWriter(const std::string& dir,
-                                                                 uint32_t max_streams,
-                                                                 uint32_t max_processes,
+                                                                 const ControlLimits& limits,
                                                                  std::string* note) {
   std::unique_ptr<ControlRegion> r(new ControlRegion());
   r->path_ = env::Join(dir, kFileName);
@@ -151,8 +200,7 @@ Result<std::unique_ptr<ControlRegion>> ControlRegion::OpenWriter(const std::stri
   if (*exists) {
     Status st = r->Attach(true);
     if (st.ok()) {
-      r->shards_ = reinterpret_cast<ShardSlot*>(reinterpret_cast<char*>(r->header_) +
-                                                r->header_->shard_table_offset);
+      r->SetTables();
       return r;
     }
     if (st.code() != Code::kCorrupt) return st;
@@ -167,11 +215,10 @@ Result<std::unique_ptr<ControlRegion>> ControlRegion::OpenWriter(const std::stri
     r.reset(new ControlRegion());
     r->path_ = env::Join(dir, kFileName);
   }
-  if (Status st = Create(r->path_, max_streams, max_processes); !st.ok()) return st;
+  if (Status st = Create(r->path_, limits); !st.ok()) return st;
   if (Status st = r->Attach(true); !st.ok()) return st;
   r->fresh_ = true;
-  r->shards_ = reinterpret_cast<ShardSlot*>(reinterpret_cast<char*>(r->header_) +
-                                            r->header_->shard_table_offset);
+  r->SetTables();
   if (*exists) r->header_->rebuilds.fetch_add(1, std::memory_order_relaxed);
   return r;
 }
@@ -183,8 +230,7 @@ Result<std::unique_ptr<ControlRegion>> ControlRegion::OpenReader(const std::stri
   if (!exists.ok()) return exists.status();
   if (!*exists) return Status::NotFound("no control file " + r->path_);
   if (Status st = r->Attach(false); !st.ok()) return st;
-  r->shards_ = reinterpret_cast<ShardSlot*>(reinterpret_cast<char*>(r->header_) +
-                                            r->header_->shard_table_offset);
+  r->SetTables();
   return r;
 }
 
@@ -200,10 +246,9 @@ ShardSlot* ControlRegion::Find(uint32_t prefix_id, uint32_t shard) const {
   return nullptr;
 }
 
-// Slot allocation is serialised across processes by an OFD lock on byte 0 of the control file:
-// the kernel releases it if the holder dies, so a crash never wedges the table.
-Result<ShardSlot*> ControlRegion::Acquire(uint32_t prefix_id, uint32_t shard) {
-  if (ShardSlot* s = Find(prefix_id, shard)) return s;
+// Allocation in every table is serialised across processes by an OFD lock on byte 0 of the
+// control file: the kernel releases it if the holder dies, so a crash never wedges a table.
+Status ControlRegion::WithAllocationLock(const std::function<Status()>& fn) {
   if (lock_fd_ < 0) {
     Result<int> fd = env::OpenFile(path_, O_RDWR);
     if (!fd.ok()) return fd.status();
@@ -214,30 +259,128 @@ Result<ShardSlot*> ControlRegion::Acquire(uint32_t prefix_id, uint32_t shard) {
   fl.l_whence = SEEK_SET;
   fl.l_len = 1;
   while (fcntl(lock_fd_, F_OFD_SETLKW, &fl) != 0) {
-    if (errno != EINTR) return Status::FromErrno(errno, "lock the shard table of " + path_);
+    if (errno != EINTR) return Status::FromErrno(errno, "lock the tables of " + path_);
   }
-  ShardSlot* found = Find(prefix_id, shard);
-  Status err;
-  if (!found) {
-    uint32_t n = header_->shard_count.load(std::memory_order_relaxed);
-    if (n >= header_->max_shards) {
-      err = Status::Full("control file " + path_ + " shard table is full (" +
-                         std::to_string(header_->max_shards) +
-                         " streams; raise storage.max_streams for a new directory)");
-    } else {
-      found = &shards_[n];
-      std::memset(static_cast<void*>(found), 0, sizeof(ShardSlot));
-      found->prefix_id = prefix_id;
-      found->shard = shard;
-      found->state.store(1, std::memory_order_release);
-      header_->shard_count.store(n + 1, std::memory_order_release);
-    }
-  }
+  Status st = fn();
   fl.l_type = F_UNLCK;
   fcntl(lock_fd_, F_OFD_SETLK, &fl);
-  if (!err.ok()) return err;
+  return st;
+}
+
+Result<ShardSlot*> ControlRegion::Acquire(uint32_t prefix_id, uint32_t shard) {
+  if (ShardSlot* s = Find(prefix_id, shard)) return s;
+  ShardSlot* found = nullptr;
+  Status st = WithAllocationLock([&]() -> Status {
+    found = Find(prefix_id, shard);
+    if (found) return Status::Ok();
+    uint32_t n = header_->shard_count.load(std::memory_order_relaxed);
+    if (n >= header_->max_shards) {
+      return Status::Full("control file " + path_ + " shard table is full (" +
+                          std::to_string(header_->max_shards) +
+                          " streams; raise storage.max_streams for a new directory)");
+    }
+    found = &shards_[n];
+    std::memset(static_cast<void*>(found), 0, sizeof(ShardSlot));
+    found->prefix_id = prefix_id;
+    found->shard = shard;
+    found->state.store(1, std::memory_order_release);
+    header_->shard_count.store(n + 1, std::memory_order_release);
+    env::FutexWake(&header_->shard_count, INT32_MAX);  // consumers waiting for new streams
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
   return found;
 }
+
+int64_t ControlRegion::FindGroup(std::string_view name) const {
+  uint32_t n = group_count();
+  for (uint32_t i = 0; i < n; i++) {
+    const GroupSlot& g = groups_[i];
+    if (g.state.load(std::memory_order_acquire) == 1 && g.name_len == name.size() &&
+        std::memcmp(g.name, name.data(), name.size()) == 0) {
+      return i;
+    }
+  }
+  return -1;
+}
+
+Result<uint32_t> ControlRegion::AcquireGroup(std::string_view name, uint64_t file_key) {
+  if (int64_t i = FindGroup(name); i >= 0) return static_cast<uint32_t>(i);
+  if (Status st = ValidateGroupName(name); !st.ok()) return st;
+  uint32_t index = 0;
+  Status st = WithAllocationLock([&]() -> Status {
+    if (int64_t i = FindGroup(name); i >= 0) {
+      index = static_cast<uint32_t>(i);
+      return Status::Ok();
+    }
+    uint32_t n = header_->group_count.load(std::memory_order_relaxed);
+    if (n >= header_->max_groups) {
+      return Status::Full("control file " + path_ + " consumer group table is full (" +
+                          std::to_string(header_->max_groups) +
+                          " groups; raise consumers.max_groups for a new directory)");
+    }
+    auto taken = [&](uint64_t key) {
+      for (uint32_t i = 0; i < n; i++) {
+        if (groups_[i].file_key == key) return true;
+      }
+      return false;
+    };
+    GroupSlot* g = &groups_[n];
+    std::memset(static_cast<void*>(g), 0, sizeof(GroupSlot));
+    g->name_len = static_cast<uint32_t>(name.size());
+    std::memcpy(g->name, name.data(), name.size());
+    g->file_key = file_key != 0 && !taken(file_key) ? file_key : FreeFileKey(name, taken);
+    g->state.store(1, std::memory_order_release);
+    header_->group_count.store(n + 1, std::memory_order_release);
+    index = n;
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  return index;
+}
+
+GroupSlot* ControlRegion::group(uint32_t i) const { return &groups_[i]; }
+
+OffsetSlot* ControlRegion::FindOffset(uint32_t group, uint32_t prefix_id, uint32_t shard) const {
+  uint32_t n = offset_count();
+  for (uint32_t i = 0; i < n; i++) {
+    OffsetSlot* o = &offsets_[i];
+    if (o->state.load(std::memory_order_acquire) == 1 && o->group == group &&
+        o->prefix_id == prefix_id && o->shard == shard) {
+      return o;
+    }
+  }
+  return nullptr;
+}
+
+Result<OffsetSlot*> ControlRegion::AcquireOffset(uint32_t group, uint32_t prefix_id,
+                                                 uint32_t shard) {
+  if (OffsetSlot* o = FindOffset(group, prefix_id, shard)) return o;
+  OffsetSlot* found = nullptr;
+  Status st = WithAllocationLock([&]() -> Status {
+    found = FindOffset(group, prefix_id, shard);
+    if (found) return Status::Ok();
+    uint32_t n = header_->offset_count.load(std::memory_order_relaxed);
+    if (n >= header_->max_offsets) {
+      return Status::Full("control file " + path_ + " consumer offset table is full (" +
+                          std::to_string(header_->max_offsets) +
+                          " group and stream pairs; raise consumers.max_offsets for a new "
+                          "directory)");
+    }
+    found = &offsets_[n];
+    std::memset(static_cast<void*>(found), 0, sizeof(OffsetSlot));
+    found->group = group;
+    found->prefix_id = prefix_id;
+    found->shard = shard;
+    found->state.store(1, std::memory_order_release);
+    header_->offset_count.store(n + 1, std::memory_order_release);
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  return found;
+}
+
+OffsetSlot* ControlRegion::offset(uint32_t i) const { return &offsets_[i]; }
 
 ControlRegion::~ControlRegion() { env::Close(lock_fd_); }
 

@@ -7,8 +7,10 @@
 // takes the registry spin lock in the header.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <boost/interprocess/file_mapping.hpp>
 #include <boost/interprocess/mapped_region.hpp>
@@ -18,16 +20,27 @@
 
 namespace comet::shm {
 
+// A consumer group name: 1 to format::kMaxGroupName bytes; INVALID otherwise, naming the length.
+Status ValidateGroupName(std::string_view name);
+
+// Table capacities, fixed when the file is created.
+struct ControlLimits {
+  uint32_t max_streams = 4096;
+  uint32_t max_processes = 64;
+  uint32_t max_groups = 64;
+  uint32_t max_offsets = 4096;
+};
+
 class ControlRegion {
  public:
   static constexpr const char* kFileName = "comet.ctl";
 
   // Opens DIR/comet.ctl for the writer. Creates it if missing; if it is damaged (bad magic,
-  // size, CRC or values) moves it aside to comet.ctl.damaged-<ns> and creates a fresh one, and
-  // says so in *note. Another major version is refused with VERSION naming both versions.
+  // size, CRC or values) or of an older minor layout, moves it aside to comet.ctl.damaged-<ns>
+  // and creates a fresh one, and says so in *note. Another major version is refused with
+  // VERSION naming both versions.
   static Result<std::unique_ptr<ControlRegion>> OpenWriter(const std::string& dir,
-                                                           uint32_t max_streams,
-                                                           uint32_t max_processes,
+                                                           const ControlLimits& limits,
                                                            std::string* note);
   // Maps an existing DIR/comet.ctl read-only. NOT_FOUND if missing; VERSION or CORRUPT if it is
   // not a usable control file. Never writes.
@@ -46,6 +59,20 @@ class ControlRegion {
   uint32_t shard_count() const { return header_->shard_count.load(std::memory_order_acquire); }
   format::ShardSlot* shard_at(uint32_t i) const;  // REQUIRES: i < shard_count()
   uint32_t max_processes() const { return header_->max_processes; }
+
+  // Consumer groups. FindGroup: the slot index of the group named `name`, or -1. AcquireGroup
+  // finds or allocates it (with file key `file_key`, or, when 0, the first key from
+  // the name's hash that no other group uses); FULL names the capacity.
+  int64_t FindGroup(std::string_view name) const;
+  Result<uint32_t> AcquireGroup(std::string_view name, uint64_t file_key = 0);
+  uint32_t group_count() const { return header_->group_count.load(std::memory_order_acquire); }
+  format::GroupSlot* group(uint32_t i) const;  // REQUIRES: i < group_count()
+  // The offset slot of (group, prefix_id, shard), or nullptr; AcquireOffset allocates it
+  // (committed 0). FULL names the capacity.
+  format::OffsetSlot* FindOffset(uint32_t group, uint32_t prefix_id, uint32_t shard) const;
+  Result<format::OffsetSlot*> AcquireOffset(uint32_t group, uint32_t prefix_id, uint32_t shard);
+  uint32_t offset_count() const { return header_->offset_count.load(std::memory_order_acquire); }
+  format::OffsetSlot* offset(uint32_t i) const;  // REQUIRES: i < offset_count()
   format::ProcessSlot* process(uint32_t i) const;      // REQUIRES: i < max_processes()
   format::ProcessMetrics* metrics(uint32_t i) const;   // REQUIRES: i < max_processes()
 
@@ -57,8 +84,11 @@ class ControlRegion {
  private:
   ControlRegion() = default;
   Status Attach(bool writable);
-  static Status Create(const std::string& path, uint32_t max_streams, uint32_t max_processes);
+  static Status Create(const std::string& path, const ControlLimits& limits);
   Status Validate() const;
+  // Runs `fn` holding the allocation lock (an OFD lock on byte 0 of the file).
+  Status WithAllocationLock(const std::function<Status()>& fn);
+  void SetTables();
 
   std::string path_;
   bool fresh_ = false;
@@ -67,6 +97,8 @@ class ControlRegion {
   boost::interprocess::mapped_region region_;
   format::ControlHeader* header_ = nullptr;
   format::ShardSlot* shards_ = nullptr;
+  format::GroupSlot* groups_ = nullptr;
+  format::OffsetSlot* offsets_ = nullptr;
 };
 
 }  // namespace comet::shm

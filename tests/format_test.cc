@@ -150,7 +150,8 @@ TEST(SparseIndex, ConcurrentReadersSeeOnlyPublishedNodes) {
 }
 
 TEST(ControlLayout, SizeFollowsTables) {
-  EXPECT_EQ(control_file_size(64, 4096), 4096u + 64 * 128 + 64 * 2688 + 4096 * 256);
+  EXPECT_EQ(control_file_size(64, 4096, 64, 4096),
+            4096u + 64 * 128 + 64 * 2688 + 4096 * 256 + 64 * 320 + 4096 * 64);
   EXPECT_EQ(shard_table_offset(64) % kCacheLine, 0u);
   EXPECT_EQ(metrics_table_offset(64) % kCacheLine, 0u);
   EXPECT_EQ(sizeof(ShardSlot) % kCacheLine, 0u);

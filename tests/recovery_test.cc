@@ -1251,7 +1251,7 @@ TEST_F(ControlFileTest, NewerMajorVersionIsRefusedWithVersion) {
   uint32_t original = 0;
   ASSERT_TRUE(comet_test::ReadAt(ctl_, 8, &original, 4));
   ASSERT_EQ(original, format::control_version(format::kControlMajor, format::kControlMinor));
-  // header_crc covers [0,64) with version = 0 (format.h), so patching version keeps it valid.
+  // header_crc covers [0,128) with version = 0 (format.h), so patching version keeps it valid.
   char v[4];
   format::store32(v, format::control_version(2, 0));
   ASSERT_TRUE(comet_test::PatchFile(ctl_, 8, v, 4));

@@ -17,6 +17,7 @@
 
 #include "comet/client.h"
 #include "control.h"
+#include "groups.h"
 #include "membership.h"
 #include "shard.h"
 
@@ -71,6 +72,10 @@ class ClientImpl {
   }
   Status SyncAll();
   std::vector<std::shared_ptr<Shard>> AllShards();
+  // Loads the streams other processes created since (multi-process mode; a no-op otherwise).
+  Status Discover();
+  // Consumer-group offsets (null for a read-only client).
+  const std::shared_ptr<GroupStore>& groups() const { return groups_; }
   void Record(format::MetricOp op, uint64_t ns) { ctx_->Record(op, ns, 1); }
 
   // Fork handling (see the pthread_atfork handlers).
@@ -117,6 +122,8 @@ class ClientImpl {
   bool multi_ = false;
   int lock_fd_ = -1;
   std::shared_ptr<shm::ControlRegion> control_;  // also ctx_->control_owner
+  std::shared_ptr<GroupStore> groups_;
+  int64_t groups_flushed_mono_ = 0;  // syncer thread: last interval write of the group files
   std::unique_ptr<shm::Membership> membership_;
   static constexpr size_t kMaxExportMaps = 8;  // see RefreshExport
   Wakeup maintainer_, syncer_;

@@ -133,7 +133,7 @@ const std::vector<std::string>& Config::Keys() {
       "sync.entries",              "compression.min_bytes",   "compression.level",
       "index.interval",            "concurrency.mode",        "concurrency.max_processes",
       "open.read_only",            "metrics.bpf_pin_dir",     "metrics.probe_sample",
-      "read.check_crc"};
+      "read.check_crc",            "consumers.max_groups",    "consumers.max_offsets"};
   return keys;
 }
 
@@ -203,6 +203,8 @@ Status Config::Set(std::string_view key, std::string_view value) {
     metrics.bpf_pin_dir = std::string(value);
     return Status::Ok();
   }
+  if (key == "consumers.max_groups") return count_in(1, 1u << 16, &consumers.max_groups);
+  if (key == "consumers.max_offsets") return count_in(1, 1u << 22, &consumers.max_offsets);
   if (key == "read.check_crc") {
     Result<bool> r = ParseBool(key, value);
     if (!r.ok()) return r.status();
@@ -227,6 +229,9 @@ Status Config::Validate() const {
   }
   if (storage.max_streams == 0) return Status::Invalid("config storage.max_streams must be > 0");
   if (index.interval == 0) return Status::Invalid("config index.interval must be > 0");
+  if (consumers.max_groups == 0 || consumers.max_offsets == 0) {
+    return Status::Invalid("config consumers.max_groups and consumers.max_offsets must be > 0");
+  }
   if (concurrency.max_processes == 0 || concurrency.max_processes > 4096) {
     return Status::Invalid("config concurrency.max_processes=" +
                            std::to_string(concurrency.max_processes) + ": must be between 1 and 4096");

@@ -114,11 +114,19 @@ Status ClientImpl::Open() {
   Status st = [&]() -> Status {
     RemoveCrashLeftovers();
     std::string note;
-    Result<std::unique_ptr<shm::ControlRegion>> c = shm::ControlRegion::OpenWriter(
-        ctx_->root, ctx_->cfg.storage.max_streams, ctx_->cfg.concurrency.max_processes, &note);
+    const Config& cfg = ctx_->cfg;
+    shm::ControlLimits limits{cfg.storage.max_streams, cfg.concurrency.max_processes,
+                              cfg.consumers.max_groups, cfg.consumers.max_offsets};
+    Result<std::unique_ptr<shm::ControlRegion>> c =
+        shm::ControlRegion::OpenWriter(ctx_->root, limits, &note);
     if (!c.ok()) return c.status();
     control_ = std::move(*c);
     if (!note.empty()) AddToReport({note});
+    groups_ = std::make_shared<GroupStore>(ctx_->root, control_);
+    std::vector<std::string> problems;
+    Status gs = groups_->Load(&problems);
+    AddToReport(problems);
+    if (!gs.ok()) return gs;
     ctx_->control_owner = control_;
     ctx_->control = control_.get();
     Result<std::unique_ptr<shm::Membership>> m = shm::Membership::Join(ctx_->root, control_.get());
@@ -356,6 +364,12 @@ std::vector<std::shared_ptr<Shard>> ClientImpl::AllShards() {
   return out;
 }
 
+Status ClientImpl::Discover() {
+  if (!multi_) return Status::Ok();
+  std::lock_guard lk(registry_mu_);
+  return LoadPrefixes();
+}
+
 std::vector<std::string> ClientImpl::StreamNames() {
   std::vector<std::shared_ptr<Shard>> shards = AllShards();
   std::sort(shards.begin(), shards.end(), [](const auto& a, const auto& b) {
@@ -381,6 +395,8 @@ void ClientImpl::MaintainerLoop() {
   int64_t next_rebalance = 0, next_export_check = env::MonotonicNs() + 1'000'000'000;
   while (!stop_.load(std::memory_order_acquire)) {
     for (auto& s : AllShards()) s->Maintain();
+    // sync.mode=none: group files are written, never synced, on this thread's schedule.
+    if (ctx_->cfg.sync.mode == SyncMode::kNone) (void)groups_->Flush(false);
     if (env::MonotonicNs() >= next_export_check) {
       RefreshExport();
       next_export_check = env::MonotonicNs() + 1'000'000'000;
@@ -416,6 +432,10 @@ void ClientImpl::SyncerLoop() {
   while (!stop_.load(std::memory_order_acquire)) {
     int64_t now = env::MonotonicNs();
     for (auto& s : AllShards()) s->MaybeIntervalSync(now);
+    if (now - groups_flushed_mono_ >= static_cast<int64_t>(ctx_->cfg.sync.interval_ns)) {
+      (void)groups_->Flush(true);
+      groups_flushed_mono_ = now;
+    }
     syncer_.Wait(tick);
   }
 }
@@ -433,6 +453,7 @@ Status ClientImpl::Close() {
   }
   StopThreads();
   Status first;
+  if (groups_) first = groups_->Flush(ctx_->cfg.sync.mode != SyncMode::kNone);
   for (auto& s : AllShards()) {
     const bool was_writer = s->is_writer();
     Status st = s->Close();

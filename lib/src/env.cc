@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -273,6 +274,28 @@ bool FutexWait(void* addr, uint32_t expected, int64_t timeout_ns) {
   }
   long rc = syscall(SYS_futex, addr, FUTEX_WAIT, expected, tsp, nullptr, 0);
   return !(rc != 0 && errno == ETIMEDOUT);
+}
+
+bool FutexWaitAny(const FutexWord* words, size_t n, int64_t timeout_ns) {
+  if (n == 1) return FutexWait(words[0].addr, words[0].expected, timeout_ns);
+  struct futex_waitv w[kMaxFutexWaits];
+  n = std::min(n, kMaxFutexWaits);
+  for (size_t i = 0; i < n; i++) {
+    w[i] = {};
+    w[i].val = words[i].expected;
+    w[i].uaddr = reinterpret_cast<uintptr_t>(words[i].addr);
+    w[i].flags = FUTEX_32;  // shared: the words live in a MAP_SHARED file mapping
+  }
+  timespec ts{}, *tsp = nullptr;
+  if (timeout_ns >= 0) {  // futex_waitv takes an absolute time
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t t = int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec + timeout_ns;
+    ts.tv_sec = t / 1000000000;
+    ts.tv_nsec = t % 1000000000;
+    tsp = &ts;
+  }
+  long rc = syscall(SYS_futex_waitv, w, n, 0, tsp, CLOCK_MONOTONIC);
+  return !(rc < 0 && errno == ETIMEDOUT);
 }
 
 }  // namespace comet::env

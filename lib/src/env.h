@@ -59,5 +59,13 @@ Result<BpfMapInfo> GetBpfMapInfo(int fd, const std::string& path);
 void FutexWake(void* addr, int n);
 // Waits while *addr == expected, at most timeout_ns (<0: forever). Returns false on timeout.
 bool FutexWait(void* addr, uint32_t expected, int64_t timeout_ns);
+// Waits until any of up to kMaxFutexWaits words differs from its expected value or is woken,
+// at most timeout_ns (<0: forever): futex_waitv(2). Returns false on timeout.
+inline constexpr size_t kMaxFutexWaits = 128;
+struct FutexWord {
+  void* addr;
+  uint32_t expected;
+};
+bool FutexWaitAny(const FutexWord* words, size_t n, int64_t timeout_ns);
 
 }  // namespace comet::env

@@ -174,6 +174,7 @@ Status ClientImpl::AfterFork() {
   lock_fd_ = -1;
   if (Status st = ClaimDirectory(); !st.ok()) return st;
   control_->ForgetLockAfterFork();
+  groups_->ForgetLockAfterFork();
   if (Status st = membership_->RejoinAfterFork(); !st.ok()) return st;
   ctx_->metrics.store(control_->metrics(membership_->slot()));
   Rebalance(200'000'000);

@@ -47,8 +47,11 @@ namespace comet {
 // The most entries one Append call takes (the batch is all or nothing, so it is built whole).
 inline constexpr size_t kMaxBatchEntries = size_t{1} << 24;
 
+class Consumer;
+
 namespace internal {
 class ClientImpl;
+class ConsumerImpl;
 class Shard;
 class Segment;
 }  // namespace internal
@@ -143,6 +146,7 @@ class Stream {
 
  private:
   friend class internal::ClientImpl;
+  friend class internal::ConsumerImpl;
   friend class Client;
   explicit Stream(std::shared_ptr<internal::Shard> s);
   std::shared_ptr<internal::Shard> shard_;
@@ -221,6 +225,8 @@ class Client {
   const Config& config() const;
 
  private:
+  friend class Consumer;
+  friend class internal::ConsumerImpl;
   explicit Client(std::unique_ptr<internal::ClientImpl> impl);
   std::unique_ptr<internal::ClientImpl> impl_;
 };

@@ -97,6 +97,14 @@ struct Config {
     bool check_crc = true;
   } read;
 
+  struct Consumers {
+    // Capacity of the control region's consumer-group table, and of its (group, stream) offset
+    // table: 320 and 64 bytes per slot. Fixed when the control file is created; beyond them,
+    // opening a new group or reading a new stream fails with COMET_ERR_FULL.
+    uint32_t max_groups = 64;
+    uint32_t max_offsets = 4096;
+  } consumers;
+
   // Presets.
   static Config Default() { return Config(); }
   // Segment size from a memory budget spread over the shards (clamped to 1 MiB .. 1 GiB).

@@ -137,6 +137,8 @@ static_assert(kNodes == kIndexHeaderSize);
 //   | ControlHeader | ProcessSlot[max_procs]   | ProcessMetrics[max_procs]  | ShardSlot[max_   |
 //   | 4096 bytes    | 128 bytes each           | 2688 bytes each            | shards] 256 each |
 //   +---------------+--------------------------+----------------------------+------------------+
+//   | GroupSlot[max_groups] 320 bytes each | OffsetSlot[max_offsets] 64 bytes each |
+//   +--------------------------------------+---------------------------------------+
 //
 // Offsets, never pointers. Every field that changes after creation is a lock-free atomic; each
 // group written by a different party sits on its own 64-byte cache line. The creator fills the
@@ -146,7 +148,7 @@ inline constexpr uint64_t kControlMagic = 0x4C5443544D4F43ull;  // "COMTCTL\0"
 inline constexpr size_t kCacheLine = 64;
 inline constexpr size_t kControlHeaderSize = 4096;
 inline constexpr uint32_t kControlMajor = 1;
-inline constexpr uint32_t kControlMinor = 0;
+inline constexpr uint32_t kControlMinor = 1;  // 1: consumer-group tables
 
 constexpr uint32_t control_version(uint32_t major, uint32_t minor) { return major << 16 | minor; }
 
@@ -165,13 +167,19 @@ struct ControlHeader {
   uint64_t process_table_offset;        // 40
   uint64_t shard_table_offset;          // 48
   uint64_t metrics_table_offset;        // 56
-  // line 1
-  uint32_t header_crc;                  // 64  masked CRC32C of bytes [0,64) with version = 0
-  uint32_t reserved0;                   // 68
-  // line 2: the shard table's allocation state.
+  // line 1: also written once by the creator (layout 1.1 and later).
+  uint32_t header_crc;                  // 64  masked CRC32C of bytes [0,128) with version and
+                                        //     header_crc = 0 (layout 1.0: of bytes [0,64))
+  uint32_t max_groups;                  // 68  consumer-group table capacity
+  uint32_t max_offsets;                 // 72  (group, stream) offset table capacity
+  uint32_t reserved0;                   // 76
+  uint64_t group_table_offset;          // 80
+  uint64_t offset_table_offset;         // 88
+  // line 2: the tables' allocation state.
   alignas(kCacheLine) std::atomic<uint32_t> shard_count;  // 128: slots in use (append-only)
-  std::atomic<uint32_t> reserved1;      // 132
+  std::atomic<uint32_t> group_count;    // 132: group slots in use (append-only)
   std::atomic<uint64_t> generation;     // 136: bumped when process membership changes
+  std::atomic<uint32_t> offset_count;   // 144: offset slots in use (append-only)
   // line 3: directory-wide counters.
   alignas(kCacheLine) std::atomic<uint64_t> rebuilds;     // 192: times the region was rebuilt
   std::atomic<uint64_t> corrupt_records;                  // 200: CRC failures seen, all shards
@@ -190,8 +198,14 @@ static_assert(offsetof(ControlHeader, process_table_offset) == 40);
 static_assert(offsetof(ControlHeader, shard_table_offset) == 48);
 static_assert(offsetof(ControlHeader, metrics_table_offset) == 56);
 static_assert(offsetof(ControlHeader, header_crc) == 64);
+static_assert(offsetof(ControlHeader, max_groups) == 68);
+static_assert(offsetof(ControlHeader, max_offsets) == 72);
+static_assert(offsetof(ControlHeader, group_table_offset) == 80);
+static_assert(offsetof(ControlHeader, offset_table_offset) == 88);
 static_assert(offsetof(ControlHeader, shard_count) == 128);
+static_assert(offsetof(ControlHeader, group_count) == 132);
 static_assert(offsetof(ControlHeader, generation) == 136);
+static_assert(offsetof(ControlHeader, offset_count) == 144);
 static_assert(offsetof(ControlHeader, rebuilds) == 192);
 static_assert(offsetof(ControlHeader, corrupt_records) == 200);
 static_assert(offsetof(ControlHeader, torn_tails) == 208);
@@ -275,6 +289,45 @@ static_assert(offsetof(ShardSlot, appended_entries) == 192);
 static_assert(offsetof(ShardSlot, failed_appends) == 248);
 static_assert(sizeof(ShardSlot) == 256);
 
+// Consumer groups (layout 1.1): one slot per group, then one per (group, stream) offset. The
+// offsets are also kept in a durable file per group (below), so a rebuilt region loses none.
+inline constexpr size_t kMaxGroupName = 255;
+struct GroupSlot {
+  // line 0: identity, written once while holding the allocation lock, published by `state`.
+  std::atomic<uint32_t> state;          // 0   0 free, 1 ready
+  uint32_t name_len;                    // 4   1..kMaxGroupName
+  uint64_t file_key;                    // 8   the group's file is groups/<file_key:016X>.grp
+  std::atomic<uint64_t> seq;            // 16  bumped after every commit and reset
+  std::atomic<uint64_t> file_seq;       // 24  the seq the group file holds
+  std::atomic<uint64_t> acked;          // 32  entries acked, all streams
+  uint8_t pad0[24];                     // 40
+  char name[256];                       // 64  not NUL-terminated (name_len bytes)
+};
+static_assert(offsetof(GroupSlot, file_key) == 8);
+static_assert(offsetof(GroupSlot, seq) == 16);
+static_assert(offsetof(GroupSlot, file_seq) == 24);
+static_assert(offsetof(GroupSlot, acked) == 32);
+static_assert(offsetof(GroupSlot, name) == 64);
+static_assert(sizeof(GroupSlot) == 320);
+
+struct OffsetSlot {
+  std::atomic<uint32_t> state;          // 0   0 free, 1 ready
+  uint32_t group;                       // 4   index into the group table
+  uint32_t prefix_id;                   // 8
+  uint32_t shard;                       // 12
+  std::atomic<uint64_t> committed;      // 16  next entry to deliver; every entry below is acked
+                                        //     (or was skipped: damaged, or deleted unread)
+  std::atomic<uint64_t> epoch;          // 24  bumped by a reset: consumers drop what they hold
+  std::atomic<uint64_t> skipped;        // 32  entries passed over unread (damaged or deleted)
+  std::atomic<int64_t> updated_ns;      // 40  wall clock of the last commit
+  uint8_t pad[16];                      // 48
+};
+static_assert(offsetof(OffsetSlot, committed) == 16);
+static_assert(offsetof(OffsetSlot, epoch) == 24);
+static_assert(offsetof(OffsetSlot, skipped) == 32);
+static_assert(offsetof(OffsetSlot, updated_ns) == 40);
+static_assert(sizeof(OffsetSlot) == 64);
+
 constexpr size_t process_table_offset() { return kControlHeaderSize; }
 constexpr size_t metrics_table_offset(uint32_t max_processes) {
   return kControlHeaderSize + size_t{max_processes} * sizeof(ProcessSlot);
@@ -282,9 +335,44 @@ constexpr size_t metrics_table_offset(uint32_t max_processes) {
 constexpr size_t shard_table_offset(uint32_t max_processes) {
   return metrics_table_offset(max_processes) + size_t{max_processes} * sizeof(ProcessMetrics);
 }
-constexpr size_t control_file_size(uint32_t max_processes, uint32_t max_shards) {
+constexpr size_t group_table_offset(uint32_t max_processes, uint32_t max_shards) {
   return shard_table_offset(max_processes) + size_t{max_shards} * sizeof(ShardSlot);
 }
+constexpr size_t offset_table_offset(uint32_t max_processes, uint32_t max_shards,
+                                     uint32_t max_groups) {
+  return group_table_offset(max_processes, max_shards) + size_t{max_groups} * sizeof(GroupSlot);
+}
+constexpr size_t control_file_size(uint32_t max_processes, uint32_t max_shards,
+                                   uint32_t max_groups, uint32_t max_offsets) {
+  return offset_table_offset(max_processes, max_shards, max_groups) +
+         size_t{max_offsets} * sizeof(OffsetSlot);
+}
+
+// ---- group file (DIR/groups/<file_key:016X>.grp) ----------------------------------------------
+//
+// A consumer group's committed offsets, rewritten whole (temporary file, rename) after commits
+// per sync.mode; the control region is loaded from it when it lacks the group or holds an
+// older seq. Little-endian:
+//     off size field
+//       0   4  magic          "CMTG"
+//       4   2  major (kGroupMajor)  6 2 minor
+//       8   4  name_len       1..kMaxGroupName
+//      12   4  count          offset records
+//      16   8  seq            the group's seq when written
+//      24   4  crc            masked CRC32C of bytes [0,24), then bytes [32, end)
+//      28   4  reserved       0
+//      32      name           name_len bytes
+//              records        count x { u32 prefix_id, u32 shard, u64 committed, u64 skipped }
+inline constexpr uint32_t kGroupMagic = 0x47544D43;  // "CMTG"
+inline constexpr uint16_t kGroupMajor = 1;
+inline constexpr size_t kGroupHeaderSize = 32;
+inline constexpr size_t kGroupRecordSize = 24;
+namespace grp {
+inline constexpr size_t kMagic = 0, kMajor = 4, kMinor = 6, kNameLen = 8, kCount = 12, kSeq = 16,
+                        kCrc = 24, kName = 32;
+inline constexpr size_t kRecPrefixId = 0, kRecShard = 4, kRecCommitted = 8, kRecSkipped = 16;
+static_assert(kName == kGroupHeaderSize && kRecSkipped + 8 == kGroupRecordSize);
+}  // namespace grp
 
 // ---- little-endian helpers -------------------------------------------------------------------
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
