@@ -279,7 +279,7 @@ TEST_F(StatsTest, StatsToolPrintsStreamsInEveryFormat) {
   EXPECT_TRUE(Contains(json.out, "\"name\":\"beta:v1:shard:0003\"")) << json.out;
   EXPECT_TRUE(Contains(json.out, "\"committed_entry\":5,")) << json.out;
   EXPECT_TRUE(Contains(json.out, "\"appended_entries\":7,")) << json.out;
-  EXPECT_TRUE(Contains(json.out, "\"layout_version\":\"1.0\"")) << json.out;
+  EXPECT_TRUE(Contains(json.out, "\"layout_version\":\"1.1\"")) << json.out;
   EXPECT_TRUE(Contains(json.out, "\"append\":{\"count\":")) << json.out;
 
   RunResult prom = RunTool({ToolBinary(), "stats", Data(), "--prometheus"});
