@@ -63,10 +63,24 @@ $(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
 	$(Q)$(BPFTOOL) gen skeleton $< name $*_bpf > $@
 endif
 
+# libcomet.so carries the C ABI of comet/comet.h alone: the library's objects are built with
+# hidden visibility (comet.h declares its functions visible) and lib/comet.map versions the
+# exports; its SONAME is libcomet.so.<COMET_VERSION_MAJOR>. C++ programs, the tools, the tests
+# and the benchmarks link libcomet.a.
+COMET_MAJOR := $(shell sed -n 's/^\#define COMET_VERSION_MAJOR \([0-9]*\).*/\1/p' lib/include/comet/comet.h)
+SONAME      := libcomet.so.$(COMET_MAJOR)
+LIB_CXXFLAGS := -fvisibility=hidden -fvisibility-inlines-hidden
+$(LIB_OBJS): CXXFLAGS += $(LIB_CXXFLAGS)
+
+# Every object is rebuilt when the compiler or its flags change: this file holds the last ones.
+FLAGS_STAMP := $(BUILD)/cxxflags
+$(shell mkdir -p $(BUILD) && echo '$(CXX) $(CXXFLAGS) / $(LIB_CXXFLAGS)' | cmp -s - $(FLAGS_STAMP) \
+  || echo '$(CXX) $(CXXFLAGS) / $(LIB_CXXFLAGS)' > $(FLAGS_STAMP))
+
 lib: $(BUILD)/lib/libcomet.a $(BUILD)/lib/libcomet.so
 tools: $(BUILD)/bin/comet
 
-$(BUILD)/obj/%.o: %.cc
+$(BUILD)/obj/%.o: %.cc $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CXX     $<")
 	$(Q)$(CXX) $(CXXFLAGS) -MMD -MP -c $< -o $@
@@ -76,10 +90,14 @@ $(BUILD)/lib/libcomet.a: $(LIB_OBJS)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/lib/libcomet.so: $(LIB_OBJS)
+$(BUILD)/lib/$(SONAME): $(LIB_OBJS) lib/comet.map
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CXX) -shared -o $@ $^ $(LDLIBS)
+	$(Q)$(CXX) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=lib/comet.map -Wl,-z,defs \
+	  -o $@ $(LIB_OBJS) $(LDLIBS)
+
+$(BUILD)/lib/libcomet.so: $(BUILD)/lib/$(SONAME)
+	$(Q)ln -sf $(SONAME) $@
 
 $(BUILD)/bin/comet: $(TOOL_OBJS) $(BUILD)/lib/libcomet.a
 	@mkdir -p $(dir $@)
@@ -103,7 +121,16 @@ $(BUILD)/bin/comet_probe_target: tests/probe_target.c $(BUILD)/lib/libcomet.so
 	$(Q)$(CC) -O2 -g -Wall -Wextra -Werror -Ilib/include $< -o $@ -L$(BUILD)/lib -lcomet \
 	  -Wl,-rpath,'$$ORIGIN/../lib'
 
-tests: $(BUILD)/bin/comet_tests $(BUILD)/bin/comet_probe_target tools
+# A C99 program that uses libcomet.so through comet.h alone (tests/abi_test.cc runs it).
+$(BUILD)/bin/comet_c_client: tests/c_client.c lib/include/comet/comet.h $(BUILD)/lib/libcomet.so
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) -std=c99 -pedantic -O2 -g -Wall -Wextra -Werror -Ilib/include $< -o $@ \
+	  -L$(BUILD)/lib -lcomet -Wl,-rpath,'$$ORIGIN/../lib'
+
+$(BUILD)/obj/tests/abi_test.o: CXXFLAGS += -DCOMET_HEADER='"$(abspath lib/include/comet/comet.h)"'
+
+tests: $(BUILD)/bin/comet_tests $(BUILD)/bin/comet_probe_target $(BUILD)/bin/comet_c_client tools
 benches: $(BUILD)/bin/comet_bench
 
 # Every Debian package the build, the tests and the benchmarks need. Idempotent: installs

@@ -30,12 +30,7 @@ namespace fs = std::filesystem;
 
 constexpr const char* kBpfFs = "/sys/fs/bpf";
 
-std::string BinDir() {
-  std::string b = comet_test::ToolBinary();
-  return b.substr(0, b.rfind('/'));
-}
-std::string LibPath() { return BinDir() + "/../lib/libcomet.so"; }
-std::string TargetBin() { return BinDir() + "/comet_probe_target"; }
+std::string TargetBin() { return comet_test::BinDir() + "/comet_probe_target"; }
 std::string Bpftool() {
   for (const char* p : {"/usr/sbin/bpftool", "/usr/bin/bpftool", "/sbin/bpftool"})
     if (access(p, X_OK) == 0) return p;
@@ -180,7 +175,7 @@ class BpfProbeTest : public TempDirTest {
 
   // `comet probe --lib libcomet.so --pin pin_ --interval 0 EXTRA...`, asserted to attach.
   void StartProbe(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args{"--lib", LibPath(), "--pin", pin_, "--interval", "0"};
+    std::vector<std::string> args{"--lib", comet_test::SharedLibrary(), "--pin", pin_, "--interval", "0"};
     args.insert(args.end(), extra.begin(), extra.end());
     ASSERT_TRUE(probe_.Start(args)) << probe_.out() << probe_.err();
   }
@@ -475,7 +470,7 @@ TEST_F(BpfProbeTest, WithoutThePinNothingIsExportedAndNothingFails) {
 TEST_F(BpfProbeTest, NotRootIsAClearError) {
   passwd* nobody = getpwnam("nobody");
   ASSERT_NE(nobody, nullptr);
-  RunResult r = RunTool({comet_test::ToolBinary(), "probe", "--lib", LibPath(), "--pin", pin_},
+  RunResult r = RunTool({comet_test::ToolBinary(), "probe", "--lib", comet_test::SharedLibrary(), "--pin", pin_},
                         nobody);
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_TRUE(Contains(r.err, "comet probe needs root")) << r.err;
@@ -483,7 +478,7 @@ TEST_F(BpfProbeTest, NotRootIsAClearError) {
 }
 
 TEST_F(BpfProbeTest, APinDirectoryOutsideBpffsSaysHowToMountOne) {
-  RunResult r = RunTool({comet_test::ToolBinary(), "probe", "--lib", LibPath(), "--pin",
+  RunResult r = RunTool({comet_test::ToolBinary(), "probe", "--lib", comet_test::SharedLibrary(), "--pin",
                          Sub("pins")});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_TRUE(Contains(r.err, "is not on a BPF filesystem")) << r.err;
@@ -492,7 +487,7 @@ TEST_F(BpfProbeTest, APinDirectoryOutsideBpffsSaysHowToMountOne) {
 
 TEST_F(BpfProbeTest, AMissingPinDirectoryIsCreatedAndRemovedAfterwards) {
   const std::string nested = pin_ + "/a/b";
-  ASSERT_TRUE(probe_.Start({"--lib", LibPath(), "--pin", nested, "--interval", "0"}))
+  ASSERT_TRUE(probe_.Start({"--lib", comet_test::SharedLibrary(), "--pin", nested, "--interval", "0"}))
       << probe_.err();
   EXPECT_TRUE(fs::exists(nested + "/comet_ops"));
   EXPECT_EQ(probe_.Stop(SIGINT), 0) << probe_.err();
@@ -521,7 +516,7 @@ TEST_F(BpfProbeTest, ATargetWithoutProbesIsAClearError) {
 
 TEST_F(BpfProbeTest, ASecondProbeOnTheSamePinDirectoryIsRefused) {
   StartProbe();
-  RunResult r = RunTool({comet_test::ToolBinary(), "probe", "--lib", LibPath(), "--pin", pin_});
+  RunResult r = RunTool({comet_test::ToolBinary(), "probe", "--lib", comet_test::SharedLibrary(), "--pin", pin_});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_TRUE(Contains(r.err, "another comet probe is using " + pin_)) << r.err;
   EXPECT_EQ(probe_.Stop(SIGINT), 0) << probe_.err();

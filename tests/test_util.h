@@ -361,6 +361,13 @@ inline std::string ToolBinary() {
   return bin && *bin ? bin : "build/bin/comet";
 }
 
+// The directory of the build's programs, and the shared library the build made beside it.
+inline std::string BinDir() {
+  const std::string b = ToolBinary();
+  return b.substr(0, b.rfind('/'));
+}
+inline std::string SharedLibrary() { return BinDir() + "/../lib/libcomet.so"; }
+
 // Runs `comet ARGS` through the shell with `input` on stdin; `scratch` is a directory for the
 // stdin and stderr files.
 inline ToolRun RunTool(const std::string& args, const std::string& scratch,

@@ -114,6 +114,8 @@ static_assert(COMET_MAX_BATCH == comet::kMaxBatchEntries);
 
 extern "C" {
 
+int comet_version(void) { return COMET_VERSION; }
+
 comet_config* comet_config_new(void) {
   try {
     return new comet_config();

@@ -8,6 +8,9 @@
  *    crosses this boundary. After a failure, comet_last_error() returns a message for this
  *    thread naming what failed and where (path, stream, shard, entry, offset).
  *  - A comet_client is thread-safe; a comet_config is not.
+ *  - libcomet.so (SONAME libcomet.so.1) exports exactly the functions declared here, under the
+ *    symbol version COMET_1; a later library of the same major version runs programs built
+ *    against an earlier header of that major version.
  */
 #ifndef COMET_COMET_H_
 #define COMET_COMET_H_
@@ -15,9 +18,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The version of this header: the major version changes only with an incompatible ABI, the
+   minor version when calls are added, the patch version for fixes. */
+#define COMET_VERSION_MAJOR 1
+#define COMET_VERSION_MINOR 0
+#define COMET_VERSION_PATCH 0
+/* One number, ordered like the versions: MAJOR * 10000 + MINOR * 100 + PATCH. */
+#define COMET_VERSION \
+  (COMET_VERSION_MAJOR * 10000 + COMET_VERSION_MINOR * 100 + COMET_VERSION_PATCH)
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#if defined(__GNUC__)
+/* Everything declared below is the exported interface, whatever visibility Comet is built with. */
+#pragma GCC visibility push(default)
+#endif
+
+/* The version of the library linked at run time, encoded like COMET_VERSION (which is the
+   header's): a program checks comet_version() / 10000 == COMET_VERSION_MAJOR and
+   comet_version() >= COMET_VERSION before relying on calls added in its minor version.
+   Thread-safe. */
+int comet_version(void);
 
 typedef struct comet_config comet_config;
 typedef struct comet_client comet_client;
@@ -135,6 +158,10 @@ const char *comet_strerror(int err);
 /* This thread's message for its last failure ("" if none). Valid until this thread's next
    Comet call. */
 const char *comet_last_error(void);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }
