@@ -520,4 +520,127 @@ TEST_F(CAbiTest, ScanOpenRefusesMissingStreamsAndBadArguments) {
   EXPECT_EQ(comet_close(c), COMET_OK);
 }
 
+// ---- the directory -----------------------------------------------------------------------------
+
+// Collects the texts a comet_text_fn receives.
+void Collect(void* arg, const char* text) { static_cast<std::vector<std::string>*>(arg)->push_back(text); }
+
+TEST_F(CAbiTest, DirectoryListsInspectsAndCountsItsStreams) {
+  comet_client* c = Open("single");
+  ASSERT_NE(c, nullptr);
+  AppendEach(c, "b:shard:0000", Payloads(2));
+  AppendEach(c, "a:shard:0001", Payloads(3));
+  const uint32_t a = AppendEach(c, "a:shard:0000", Payloads(5));
+  std::vector<std::string> names;
+  EXPECT_EQ(comet_list_streams(c, Collect, &names), 3) << comet_last_error();
+  EXPECT_EQ(names, (std::vector<std::string>{"a:shard:0000", "a:shard:0001", "b:shard:0000"}));
+
+  comet_stream_info info;
+  ASSERT_EQ(comet_inspect(c, "a:shard:0000", &info, sizeof info), COMET_OK) << comet_last_error();
+  EXPECT_EQ(info.size, sizeof info);
+  EXPECT_EQ(info.prefix_id, a);
+  EXPECT_EQ(info.shard, 0u);
+  EXPECT_EQ(info.first_entry, 0u);
+  EXPECT_EQ(info.next_entry, 5u);
+  EXPECT_EQ(info.segments, 1u);
+  EXPECT_EQ(info.entries, 5u);
+  EXPECT_EQ(info.bytes, 5 * (comet::format::kRecordHeaderSize + 10));
+  EXPECT_EQ(info.gaps, 0u);
+  EXPECT_EQ(info.corrupt_records, 0u);
+  EXPECT_EQ(comet_inspect(c, "c:shard:0000", &info, sizeof info), COMET_ERR_NOT_FOUND);
+
+  comet_stats st;
+  ASSERT_EQ(comet_get_stats(c, &st, sizeof st), COMET_OK) << comet_last_error();
+  EXPECT_EQ(st.size, sizeof st);
+  EXPECT_EQ(st.live_processes, 1u);
+  EXPECT_EQ(st.streams, 3u);
+  EXPECT_EQ(st.appended_entries, 10u);
+  EXPECT_EQ(st.appended_bytes, 100u);
+  EXPECT_EQ(st.failed_appends, 0u);
+  EXPECT_EQ(st.corrupt_records, 0u);
+
+  uint64_t corrupt = 1;
+  std::vector<std::string> problems, report;
+  EXPECT_EQ(comet_verify(c, Collect, &problems, &corrupt), COMET_OK) << comet_last_error();
+  EXPECT_EQ(corrupt, 0u);
+  EXPECT_TRUE(problems.empty()) << problems.front();
+  EXPECT_EQ(comet_recovery_report(c, Collect, &report), 0);
+  EXPECT_EQ(comet_close(c), COMET_OK);
+}
+
+// What recovery and verify find in a damaged directory reaches C: a damaged record and a
+// missing segment.
+TEST_F(CAbiTest, DirectoryReportsDamageAndGaps) {
+  const char* stream = "dmg:shard:0000";
+  comet_client* c = OpenWith({{"storage.max_segment_bytes", "4096"},
+                              {"storage.prefault_bytes", "0"}});
+  ASSERT_NE(c, nullptr);
+  const uint32_t prefix_id = AppendEach(c, stream, Payloads(400));
+  ASSERT_EQ(comet_close(c), COMET_OK);
+  const auto segs = comet_test::ListSegments(dir_, prefix_id, 0);
+  ASSERT_GE(segs.size(), 3u);
+  const uint64_t gap_from = comet_test::SegmentBase(segs[1]);
+  const uint64_t gap_to = comet_test::SegmentBase(segs[2]);
+  ASSERT_EQ(::unlink(segs[1].c_str()), 0);
+  ::unlink((segs[1].substr(0, segs[1].size() - 4) + ".idx").c_str());
+  ASSERT_TRUE(comet_test::FlipByte(segs[2], comet::format::kSegmentHeaderSize +
+                                                comet::format::kRecordHeaderSize + 2));
+
+  c = OpenWith({{"storage.max_segment_bytes", "4096"}, {"storage.prefault_bytes", "0"}});
+  ASSERT_NE(c, nullptr);
+  std::vector<std::string> report, problems;
+  EXPECT_GE(comet_recovery_report(c, Collect, &report), 1);
+  bool gap_reported = false;
+  for (const std::string& line : report) gap_reported |= line.find("missing") != std::string::npos;
+  EXPECT_TRUE(gap_reported) << ::testing::PrintToString(report);
+
+  uint64_t corrupt = 0;
+  EXPECT_EQ(comet_verify(c, Collect, &problems, &corrupt), COMET_OK) << comet_last_error();
+  EXPECT_EQ(corrupt, 1u);
+  ASSERT_FALSE(problems.empty());
+  const std::string seg_name = segs[2].substr(segs[2].rfind('/') + 1);
+  EXPECT_TRUE(comet_test::Contains(problems[0], seg_name)) << problems[0];
+
+  comet_stream_info info;
+  ASSERT_EQ(comet_inspect(c, stream, &info, sizeof info), COMET_OK);
+  EXPECT_EQ(info.next_entry, 400u);
+  EXPECT_EQ(info.gaps, 1u);
+  EXPECT_EQ(info.missing_entries, gap_to - gap_from);
+  EXPECT_EQ(info.entries, 400 - (gap_to - gap_from));
+  comet_stats st;
+  ASSERT_EQ(comet_get_stats(c, &st, sizeof st), COMET_OK);
+  EXPECT_GE(st.gaps, 1u);
+  EXPECT_EQ(comet_close(c), COMET_OK);
+}
+
+// A program built against an older (shorter) or newer (longer) struct gets what fits, the
+// rest zeroed, and the size the library filled.
+TEST_F(CAbiTest, StructsAreVersionedBySize) {
+  comet_client* c = Open("single");
+  ASSERT_NE(c, nullptr);
+  AppendEach(c, "v:shard:0000", Payloads(4));
+  unsigned char buf[sizeof(comet_stats) + 16];
+  std::memset(buf, 0xAB, sizeof buf);
+  ASSERT_EQ(comet_get_stats(c, reinterpret_cast<comet_stats*>(buf), sizeof buf), COMET_OK);
+  comet_stats st;
+  std::memcpy(&st, buf, sizeof st);
+  EXPECT_EQ(st.size, sizeof(comet_stats));
+  EXPECT_EQ(st.appended_entries, 4u);
+  for (size_t i = sizeof(comet_stats); i < sizeof buf; i++) EXPECT_EQ(buf[i], 0) << i;
+
+  // An older program that knew the fields up to appended_entries.
+  const size_t old_size = offsetof(comet_stats, appended_entries) + sizeof(uint64_t);
+  std::memset(buf, 0xAB, sizeof buf);
+  ASSERT_EQ(comet_get_stats(c, reinterpret_cast<comet_stats*>(buf), old_size), COMET_OK);
+  std::memcpy(&st, buf, sizeof st);
+  EXPECT_EQ(st.size, old_size);
+  EXPECT_EQ(st.appended_entries, 4u);
+  for (size_t i = old_size; i < sizeof buf; i++) EXPECT_EQ(buf[i], 0xAB) << "byte " << i << " written";
+
+  comet_stream_info info;
+  EXPECT_EQ(comet_inspect(c, "v:shard:0000", &info, 4), COMET_ERR_INVALID);
+  EXPECT_EQ(comet_get_stats(c, &st, 0), COMET_ERR_INVALID);
+  EXPECT_EQ(comet_close(c), COMET_OK);
+}
+
 }  // namespace

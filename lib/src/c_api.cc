@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "comet/client.h"
+#include "comet/stats.h"
 #include "env.h"
 
 struct comet_config {
@@ -103,6 +104,21 @@ int AppendBatch(const char* what, const void* const* data, const size_t* lens, s
     }
     return Done(append(std::span<const std::string_view>(views, n)));
   });
+}
+
+// A struct versioned by size: fills the caller's `size` bytes with what fits of `full`, zeroes
+// fields this library does not know, and records in out->size how many bytes it filled.
+template <class T>
+int FillSized(const T& full, T* out, size_t size, const char* what) {
+  if (size < 8) {
+    return Fail(COMET_ERR_INVALID, std::string(what) + ": a struct of " + std::to_string(size) +
+                                       " bytes; at least 8 (its size field) expected");
+  }
+  const size_t n = std::min(size, sizeof(T));
+  std::memset(static_cast<void*>(out), 0, size);
+  std::memcpy(static_cast<void*>(out), &full, n);
+  out->size = static_cast<uint32_t>(n);
+  return COMET_OK;
 }
 
 }  // namespace
@@ -282,6 +298,86 @@ int comet_length(comet_client* c, const char* stream, uint64_t* out) {
     if (!n.ok()) return Fail(n.status());
     *out = *n;
     return COMET_OK;
+  });
+}
+
+int comet_list_streams(comet_client* c, comet_text_fn fn, void* arg) {
+  if (!c || !fn) return Fail(COMET_ERR_INVALID, "comet_list_streams: null argument");
+  return Guard([&]() -> int {
+    const std::vector<std::string> names = c->client->Streams();
+    for (const std::string& name : names) fn(arg, name.c_str());
+    return static_cast<int>(std::min<size_t>(names.size(), INT_MAX));
+  });
+}
+
+int comet_inspect(comet_client* c, const char* stream, comet_stream_info* out, size_t size) {
+  if (!c || !stream || !out) return Fail(COMET_ERR_INVALID, "comet_inspect: null argument");
+  return Guard([&]() -> int {
+    comet::Result<comet::StreamInfo> info = c->client->Inspect(stream);
+    if (!info.ok()) return Fail(info.status());
+    comet_stream_info r{};
+    r.prefix_id = info->first.prefix_id;
+    r.shard = info->first.shard;
+    r.first_entry = info->first.entry;
+    r.next_entry = info->next_entry;
+    r.segments = info->segments.size();
+    for (const comet::SegmentInfo& seg : info->segments) {
+      r.entries += seg.entries;
+      r.bytes += seg.bytes;
+    }
+    r.gaps = info->gaps.size();
+    for (const auto& [from, to] : info->gaps) r.missing_entries += to - from;
+    r.corrupt_records = info->corrupt_records;
+    return FillSized(r, out, size, "comet_inspect");
+  });
+}
+
+int comet_get_stats(comet_client* c, comet_stats* out, size_t size) {
+  if (!c || !out) return Fail(COMET_ERR_INVALID, "comet_get_stats: null argument");
+  return Guard([&]() -> int {
+    comet::Result<comet::DirectoryStats> s = comet::ReadStats(c->client->dir());
+    if (!s.ok()) return Fail(s.status());
+    comet_stats r{};
+    for (const comet::ProcessInfo& p : s->processes) r.live_processes += p.live ? 1 : 0;
+    r.streams = s->streams.size();
+    for (const comet::StreamStats& st : s->streams) {
+      r.appended_entries += st.appended_entries;
+      r.appended_bytes += st.appended_bytes;
+      r.stored_bytes += st.stored_bytes;
+      r.compressed_entries += st.compressed_entries;
+      r.rotations += st.rotations;
+      r.syncs += st.syncs;
+      r.failed_appends += st.failed_appends;
+    }
+    r.corrupt_records = s->corrupt_records;
+    r.torn_tails = s->torn_tails;
+    r.gaps = s->gaps;
+    r.takeovers = s->takeovers;
+    r.rebuilds = s->rebuilds;
+    return FillSized(r, out, size, "comet_get_stats");
+  });
+}
+
+int comet_verify(comet_client* c, comet_text_fn problem, void* arg, uint64_t* corrupt_out) {
+  if (!c) return Fail(COMET_ERR_INVALID, "comet_verify: null client");
+  return Guard([&]() -> int {
+    std::vector<std::string> problems;
+    comet::Result<uint64_t> bad = c->client->Verify(&problems);
+    if (problem) {
+      for (const std::string& p : problems) problem(arg, p.c_str());
+    }
+    if (!bad.ok()) return Fail(bad.status());
+    if (corrupt_out) *corrupt_out = *bad;
+    return COMET_OK;
+  });
+}
+
+int comet_recovery_report(comet_client* c, comet_text_fn fn, void* arg) {
+  if (!c || !fn) return Fail(COMET_ERR_INVALID, "comet_recovery_report: null argument");
+  return Guard([&]() -> int {
+    const std::vector<std::string> lines = c->client->RecoveryReport();
+    for (const std::string& line : lines) fn(arg, line.c_str());
+    return static_cast<int>(std::min<size_t>(lines.size(), INT_MAX));
   });
 }
 

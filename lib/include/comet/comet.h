@@ -137,6 +137,68 @@ uint64_t comet_scan_skipped(const comet_scan *it);
 /* Frees the scan (NULL is accepted); the views it delivered become invalid. */
 int comet_scan_close(comet_scan *it);
 
+/* The directory from C: what `comet inspect`, `comet stats` and `comet verify` show.
+   Structs are versioned by size: the caller passes sizeof its struct; the library fills the
+   fields it knows that fit (fields are only ever added at the end), zeroes the rest, and sets
+   `size` to the bytes it filled. A size below 8 is COMET_ERR_INVALID. Thread-safe. */
+
+/* Receives one text item (a stream name, a problem, a report line); the text is valid during
+   the call only. */
+typedef void (*comet_text_fn)(void *arg, const char *text);
+
+/* Calls fn for every stream of the directory, sorted by prefix then shard, and returns how many
+   (>= 0) or a COMET_ERR_*. */
+int comet_list_streams(comet_client *c, comet_text_fn fn, void *arg);
+
+typedef struct comet_stream_info {
+  uint32_t size;             /* bytes filled by the library */
+  uint32_t prefix_id;
+  uint32_t shard;
+  uint32_t reserved;
+  uint64_t first_entry;      /* first readable entry */
+  uint64_t next_entry;       /* entries [first_entry, next_entry) exist, less any gaps */
+  uint64_t segments;
+  uint64_t entries;          /* entries the segments hold */
+  uint64_t bytes;            /* bytes of records (headers included, segment headers not) */
+  uint64_t gaps;             /* ranges of entries whose segment is missing */
+  uint64_t missing_entries;  /* entries in those ranges */
+  uint64_t corrupt_records;  /* damaged records found so far */
+} comet_stream_info;
+/* Fills *out for one stream (COMET_ERR_NOT_FOUND if it does not exist). */
+int comet_inspect(comet_client *c, const char *stream, comet_stream_info *out, size_t size);
+
+/* The directory's counters as its control region holds them, summed over every process that
+   uses it (what `comet stats` shows). */
+typedef struct comet_stats {
+  uint32_t size;             /* bytes filled by the library */
+  uint32_t live_processes;   /* processes using the directory now */
+  uint64_t streams;
+  uint64_t appended_entries;
+  uint64_t appended_bytes;   /* payload bytes before compression */
+  uint64_t stored_bytes;     /* payload bytes as stored */
+  uint64_t compressed_entries;
+  uint64_t rotations;
+  uint64_t syncs;
+  uint64_t failed_appends;
+  uint64_t corrupt_records;
+  uint64_t torn_tails;       /* torn tails truncated by recovery */
+  uint64_t gaps;
+  uint64_t takeovers;        /* shards taken over from dead processes */
+  uint64_t rebuilds;         /* control region rebuilds */
+} comet_stats;
+int comet_get_stats(comet_client *c, comet_stats *out, size_t size);
+
+/* Checks the CRC of every record of every stream (reads every segment: slow on a big
+   directory). Calls problem (if not NULL) once per problem found, naming the file and offset,
+   and sets *corrupt_out (if not NULL) to the number of unreadable records. Missing segments
+   are counted by comet_inspect and comet_get_stats, not here. */
+int comet_verify(comet_client *c, comet_text_fn problem, void *arg, uint64_t *corrupt_out);
+
+/* Calls fn once per line of what opening the directory found and repaired (torn tails, damaged
+   records, gaps, a rebuilt control file) and of later takeovers of dead processes' shards;
+   returns the number of lines (0 for a clean directory). */
+int comet_recovery_report(comet_client *c, comet_text_fn fn, void *arg);
+
 /* Multi-process mode (config "concurrency.mode" = "multi"): writes into buf the stream
    "<prefix>:shard:<NNNN>" that `key` routes to among the shard_count shards assigned to this
    process, so an append to it does not get COMET_ERR_NOT_OWNER. In single mode, the same as
