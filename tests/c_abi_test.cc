@@ -2,12 +2,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "comet/client.h"
 #include "comet/comet.h"
 #include "comet/format.h"
 #include "test_util.h"
@@ -641,6 +643,30 @@ TEST_F(CAbiTest, StructsAreVersionedBySize) {
   EXPECT_EQ(comet_inspect(c, "v:shard:0000", &info, 4), COMET_ERR_INVALID);
   EXPECT_EQ(comet_get_stats(c, &st, 0), COMET_ERR_INVALID);
   EXPECT_EQ(comet_close(c), COMET_OK);
+}
+
+// A misspelt name given to comet_wait is an error, not a new stream holding a control slot.
+TEST_F(CAbiTest, WaitOnAMissingStreamIsNotFoundAndCreatesNothing) {
+  comet_client* c = Open("single");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(comet_wait(c, "typo:shard:0000", 0, 0), COMET_ERR_NOT_FOUND);
+  EXPECT_TRUE(comet_test::Contains(comet_last_error(), "typo:shard:0000")) << comet_last_error();
+  std::vector<std::string> names;
+  EXPECT_EQ(comet_list_streams(c, Collect, &names), 0);
+  comet_stats st;
+  ASSERT_EQ(comet_get_stats(c, &st, sizeof st), COMET_OK);
+  EXPECT_EQ(st.streams, 0u);
+  EXPECT_EQ(comet_close(c), COMET_OK);
+  EXPECT_TRUE(comet_test::ListFilesRecursive(dir_ + "/streams", "PREFIX").empty());
+}
+
+// comet_id is laid out as comet.h promises (and as the library's own id type, asserted there).
+TEST(CAbiLayout, IdFieldsSitWhereTheHeaderPutsThem) {
+  EXPECT_EQ(offsetof(comet_id, prefix_id), 0u);
+  EXPECT_EQ(offsetof(comet_id, shard), 4u);
+  EXPECT_EQ(offsetof(comet_id, entry), 8u);
+  EXPECT_EQ(sizeof(comet_id), 16u);
+  EXPECT_EQ(offsetof(comet_id, entry), offsetof(comet::EntryId, entry));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstddef>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -126,6 +127,9 @@ int FillSized(const T& full, T* out, size_t size, const char* what) {
 static_assert(COMET_ERR_INVALID == static_cast<int>(comet::Code::kInvalid));
 static_assert(COMET_ERR_VERSION == static_cast<int>(comet::Code::kVersion));
 static_assert(sizeof(comet_id) == 16 && sizeof(comet::EntryId) == 16);
+static_assert(offsetof(comet_id, prefix_id) == offsetof(comet::EntryId, prefix_id));
+static_assert(offsetof(comet_id, shard) == offsetof(comet::EntryId, shard));
+static_assert(offsetof(comet_id, entry) == offsetof(comet::EntryId, entry));
 static_assert(COMET_MAX_BATCH == comet::kMaxBatchEntries);
 
 extern "C" {
@@ -397,9 +401,10 @@ int comet_pick_stream(comet_client* c, const char* prefix, const void* key, size
 int comet_wait(comet_client* c, const char* stream, uint64_t entry, int64_t timeout_ns) {
   if (!c || !stream) return Fail(COMET_ERR_INVALID, "comet_wait: null argument");
   return Guard([&]() -> int {
-    comet::Result<comet::Stream*> s = c->client->GetStream(stream);
-    if (!s.ok()) return Fail(s.status());
-    return Done(c->client->WaitFor(*s, entry, timeout_ns));
+    // An iterator waits on an existing stream only: a misspelt name creates nothing.
+    comet::Result<comet::Iterator> it = c->client->Scan(stream, entry);
+    if (!it.ok()) return Fail(it.status());
+    return Done(it->Wait(timeout_ns));
   });
 }
 

@@ -207,7 +207,8 @@ int comet_recovery_report(comet_client *c, comet_text_fn fn, void *arg);
 int comet_pick_stream(comet_client *c, const char *prefix, const void *key, size_t len,
                       uint32_t shard_count, char *buf, size_t cap);
 /* Blocks until entry `entry` of `stream` exists (appended by any process) or timeout_ns passes
-   (COMET_ERR_TIMEOUT; negative waits forever). */
+   (COMET_ERR_TIMEOUT; negative waits forever). COMET_ERR_NOT_FOUND, at once, for a stream that
+   does not exist: waiting creates nothing. */
 int comet_wait(comet_client *c, const char *stream, uint64_t entry, int64_t timeout_ns);
 
 /* Stable key -> shard routing (jump consistent hash); shard_count 0 means 16. */
