@@ -29,6 +29,7 @@
 #include <span>
 #include <thread>
 
+#include "comet/comet.h"
 #include "common.h"
 #include "segment.h"
 
@@ -406,6 +407,51 @@ void BM_Append_Single(benchmark::State& state, bool by_name, SyncMode mode, bool
   state.SetBytesProcessed(state.iterations() * int64_t(kEntryBytes));
 }
 
+// BM_Append_Single_Untimed/handle/none through the C ABI: comet_stream_append on a stream
+// handle, one entry per call.
+void BM_Append_Single_C(benchmark::State& state, const std::string& bench) {
+  TempDir dir;
+  comet_config* cfg = comet_config_new();
+  int rc = cfg ? comet_config_set(cfg, "sync.mode", "none") : COMET_ERR_INVALID;
+  comet_client* c = nullptr;
+  if (rc == COMET_OK) rc = comet_open(dir.Sub("data").c_str(), cfg, &c);
+  comet_config_free(cfg);
+  comet_stream* s = nullptr;
+  if (rc == COMET_OK) rc = comet_stream_open(c, kStream, &s);
+  Payloads p;
+  for (size_t i = 0; rc == COMET_OK && i < kWarmEntries; i++) {
+    const void* data = p[i].data();
+    const size_t len = p[i].size();
+    rc = comet_stream_append(s, &data, &len, 1, nullptr);
+  }
+  if (rc != COMET_OK) {
+    state.SkipWithError((std::string("C ABI setup: ") + comet_last_error()).c_str());
+    if (c) comet_close(c);
+    return DrainFailed(state);
+  }
+  Warm(std::chrono::milliseconds(20));
+  size_t i = 0;
+  WallTimer wt;
+  wt.Start();
+  for (auto _ : state) {
+    const std::string_view e = p[i++];
+    const void* data = e.data();
+    const size_t len = e.size();
+    if (comet_stream_append(s, &data, &len, 1, nullptr) != COMET_OK) [[unlikely]] {
+      state.SkipWithError((std::string("comet_stream_append: ") + comet_last_error()).c_str());
+      break;
+    }
+  }
+  const double secs = wt.Seconds();
+  if (comet_close(c) != COMET_OK && !state.error_occurred()) {
+    state.SkipWithError((std::string("comet_close: ") + comet_last_error()).c_str());
+  }
+  if (state.error_occurred()) return;
+  PublishMean(state, "append.single_untimed.c_stream.none", bench, secs);
+  state.SetItemsProcessed(state.iterations());
+  state.SetBytesProcessed(state.iterations() * int64_t(kEntryBytes));
+}
+
 // Batches of `batch` entries, round robin over `shards` stream handles.
 // `paired`: the key of a baseline run just before in the same pass; the rate's ratio to it is
 // published as "<key>.vs_<paired>".
@@ -496,6 +542,7 @@ void RegisterAppendBenchmarks() {
   Reg("BM_Append_Single_Untimed/handle/none", [](benchmark::State& st, const std::string& n) {
     BM_Append_Single(st, false, SyncMode::kNone, false, "append.single_untimed.handle.none", n);
   });
+  Reg("BM_Append_Single_Untimed/c_stream/none", BM_Append_Single_C);
   // Each batch size right after the original's method at that size (one write(2) per batch),
   // and batch 100 also after its 4 KiB and 64 KiB buffers: ratios from neighbouring runs.
   auto framed = [](size_t b, size_t flush, const std::string& key, const std::string& tag = "") {

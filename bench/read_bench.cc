@@ -19,6 +19,7 @@
 
 #include <span>
 
+#include "comet/comet.h"
 #include "common.h"
 
 namespace comet_bench {
@@ -219,6 +220,64 @@ void BM_Read_Sequential(benchmark::State& state, bool check_crc, const std::stri
   state.SetBytesProcessed(state.iterations() * int64_t(kEntryBytes));
 }
 
+// BM_Read_Sequential through the C ABI: comet_scan_next, 256 messages per call, from a read-only
+// C client on the same directory; items are entries.
+void BM_Read_Sequential_C(benchmark::State& state, const std::string& bench) {
+  ReadData* d = DataOrFail(state);
+  if (!d) return;
+  comet_config* cfg = comet_config_new();
+  int rc = cfg ? comet_config_set(cfg, "open.read_only", "true") : COMET_ERR_INVALID;
+  comet_client* c = nullptr;
+  if (rc == COMET_OK) rc = comet_open(d->dir.Sub("data").c_str(), cfg, &c);
+  comet_config_free(cfg);
+  comet_scan* it = nullptr;
+  if (rc == COMET_OK) rc = comet_scan_open(c, kStream, 0, &it);
+  if (rc != COMET_OK) {
+    state.SkipWithError((std::string("C ABI setup: ") + comet_last_error()).c_str());
+    if (c) comet_close(c);
+    for (auto _ : state) {
+    }
+    return;
+  }
+  constexpr size_t kMax = 256;
+  std::vector<comet_message> m(kMax);
+  uint64_t expect = 0, bad = 0, items = 0;
+  WallTimer wt;
+  wt.Start();
+  for (auto _ : state) {
+    int n = comet_scan_next(it, m.data(), kMax, 0);
+    if (n == 0 && expect == kEntries) {  // the end: again from the start
+      comet_scan_close(it);
+      it = nullptr;
+      expect = 0;
+      n = comet_scan_open(c, kStream, 0, &it) == COMET_OK ? comet_scan_next(it, m.data(), kMax, 0)
+                                                          : -1;
+    }
+    if (n <= 0) [[unlikely]] {
+      state.SkipWithError((std::string("comet_scan_next: ") + comet_last_error()).c_str());
+      break;
+    }
+    for (int i = 0; i < n; i++) {
+      bad += (m[i].id.entry != expect) | (m[i].len != kEntryBytes);
+      benchmark::DoNotOptimize(m[i].data);
+      expect++;
+    }
+    items += uint64_t(n);
+  }
+  const double secs = wt.Seconds();
+  comet_scan_close(it);
+  comet_close(c);
+  if (state.error_occurred()) return;
+  if (bad) {
+    std::string msg = std::to_string(bad) + " entries came back with a wrong number or size";
+    state.SkipWithError(msg.c_str());
+    return;
+  }
+  SetFigure("read.seq.c_scan.items_per_s", double(items) / secs, bench, state.iterations());
+  state.SetItemsProcessed(int64_t(items));
+  state.SetBytesProcessed(int64_t(items * kEntryBytes));
+}
+
 void BM_Read_ById(benchmark::State& state, bool by_name, const std::string& bench) {
   ReadData* d = DataOrFail(state);
   if (!d) return;
@@ -347,6 +406,7 @@ void RegisterReadBenchmarks() {
       [](benchmark::State& st, const std::string& n) { BM_Read_Sequential(st, true, n); });
   Reg("BM_Read_Sequential/nocrc",
       [](benchmark::State& st, const std::string& n) { BM_Read_Sequential(st, false, n); });
+  Reg("BM_Read_Sequential/c_scan", BM_Read_Sequential_C);
   Reg("BM_Read_ById/handle",
       [](benchmark::State& st, const std::string& n) { BM_Read_ById(st, false, n); });
   Reg("BM_Read_ById/name",
