@@ -409,5 +409,6 @@ void RegisterAppendBenchmarks();
 void RegisterReadBenchmarks();
 void RegisterMultiProcessBenchmarks();
 void RegisterProbeBenchmarks();
+void RegisterFirstTouchBenchmarks();
 
 }  // namespace comet_bench

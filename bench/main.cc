@@ -489,6 +489,36 @@ std::string BuildTable(const std::string& filter, const std::string& load_line, 
     }
   }
 
+  // Where a fresh segment page costs its writer time (bench/first_touch_bench.cc).
+  {
+    const std::vector<std::pair<std::string, std::string>> probe = {
+        {"write2", "write(2) of 4 KiB into an O_APPEND file"},
+        {"populate", "MADV_POPULATE_WRITE, 4 KiB mapping entries"},
+        {"store_first", "first store after populating"},
+        {"store_second", "second store into the same page"},
+        {"load_first", "first load after populating (instead of a store)"},
+        {"store_after_pwrite", "first store after the kernel wrote the page (pwrite)"},
+        {"touch", "atomic add of zero after populating (the pre-fault touch)"},
+        {"store_after_touch", "store after the touch"},
+        {"populate_huge", "MADV_POPULATE_WRITE, 2 MiB-aligned, MADV_HUGEPAGE"},
+        {"store_after_populate_huge", "first store after that"},
+        {"anon_first", "first store into fresh anonymous memory"}};
+    bool any = false;
+    for (const auto& [k, label] : probe) any = any || GetFigure("probe.page." + k);
+    if (any) {
+      o << "\n### Fresh pages: cost per 4 KiB page (16 MiB fallocated file)\n\n"
+           "| step | per page |\n| --- | ---: |\n";
+      for (const auto& [k, label] : probe) {
+        const Figure* f = GetFigure("probe.page." + k);
+        o << "| " << label << " | " << (f ? FmtNs(f->value) : "n/a") << " |\n";
+      }
+      o << "\nA first access that costs microseconds although the page is populated, that a "
+           "load pays as a store does and a page the kernel has just written pays too, is the "
+           "hypervisor building its own entry for the process's new page-table entry (shadow "
+           "paging); one 2 MiB entry pays it once for 512 pages.\n";
+    }
+  }
+
   // Diagnostics: what the appending thread went through in each timed loop.
   std::vector<std::pair<std::string, std::string>> diag = {
       {"append.single.handle.none", "single/handle/none"},
@@ -597,6 +627,7 @@ int main(int argc, char** argv) {
     RegisterReadBenchmarks();
     RegisterMultiProcessBenchmarks();
     RegisterProbeBenchmarks();
+    RegisterFirstTouchBenchmarks();
   }
 
   benchmark::Initialize(&nargs, args.data());

@@ -129,7 +129,8 @@ Config Config::MultiProcess() {
 const std::vector<std::string>& Config::Keys() {
   static const std::vector<std::string> keys = {
       "storage.max_segment_bytes", "storage.max_entry_bytes", "storage.prefault_bytes",
-      "storage.max_streams",       "sync.mode",               "sync.interval",
+      "storage.max_streams",       "storage.huge_pages",      "sync.mode",
+      "sync.interval",
       "sync.entries",              "compression.min_bytes",   "compression.level",
       "index.interval",            "concurrency.mode",        "concurrency.max_processes",
       "open.read_only",            "metrics.bpf_pin_dir",     "metrics.probe_sample",
@@ -138,6 +139,13 @@ const std::vector<std::string>& Config::Keys() {
 }
 
 Status Config::Set(std::string_view key, std::string_view value) {
+  if (key == "storage.huge_pages") {
+    if (value == "auto") storage.huge_pages = HugePages::kAuto;
+    else if (value == "true") storage.huge_pages = HugePages::kOn;
+    else if (value == "false") storage.huge_pages = HugePages::kOff;
+    else return BadValue(key, value, "expected auto, true or false");
+    return Status::Ok();
+  }
   auto size_in = [&](uint64_t lo, uint64_t hi, uint64_t* field) -> Status {
     Result<uint64_t> r = ParseSize(value);
     if (!r.ok()) return BadValue(key, value, r.status().message());

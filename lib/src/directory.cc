@@ -394,7 +394,8 @@ Status ClientImpl::SyncAll() {
 void ClientImpl::MaintainerLoop() {
   int64_t next_rebalance = 0, next_export_check = env::MonotonicNs() + 1'000'000'000;
   while (!stop_.load(std::memory_order_acquire)) {
-    for (auto& s : AllShards()) s->Maintain();
+    bool more = false;  // a shard has pre-faulting left to do: come back without sleeping
+    for (auto& s : AllShards()) more = s->Maintain() || more;
     // sync.mode=none: group files are written, never synced, on this thread's schedule.
     if (ctx_->cfg.sync.mode == SyncMode::kNone) (void)groups_->Flush(false);
     if (env::MonotonicNs() >= next_export_check) {
@@ -405,7 +406,7 @@ void ClientImpl::MaintainerLoop() {
       Rebalance(0);
       next_rebalance = env::MonotonicNs() + 20'000'000;
     }
-    maintainer_.Wait(multi_ ? 20'000'000 : 100'000'000);
+    if (!more) maintainer_.Wait(multi_ ? 20'000'000 : 100'000'000);
   }
 }
 

@@ -210,12 +210,27 @@ Result<std::string> ReadFile(const std::string& path) {
   return out;
 }
 
-Result<char*> Map(int fd, size_t len, bool writable, const std::string& path) {
+Result<char*> Map(int fd, size_t len, bool writable, const std::string& path, bool huge) {
+  constexpr size_t kHuge = size_t{2} << 20;
   int prot = PROT_READ | (writable ? PROT_WRITE : 0);
-  void* p = mmap(nullptr, len, prot, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) {
-    return Status::FromErrno(errno, "mmap " + std::to_string(len) + " bytes of " + path);
+  char* at = nullptr;
+  if (huge && len >= kHuge) {
+    // Reserve a span one 2 MiB step longer, keep its aligned part, map the file over it.
+    void* r = mmap(nullptr, len + kHuge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r != MAP_FAILED) {
+      char* base = static_cast<char*>(r);
+      at = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(base) + kHuge - 1) & ~(kHuge - 1));
+      if (at > base) munmap(base, size_t(at - base));
+      munmap(at + len, size_t(base + len + kHuge - (at + len)));
+    }
   }
+  void* p = mmap(at, len, prot, MAP_SHARED | (at ? MAP_FIXED : 0), fd, 0);
+  if (p == MAP_FAILED) {
+    int e = errno;
+    if (at) munmap(at, len);
+    return Status::FromErrno(e, "mmap " + std::to_string(len) + " bytes of " + path);
+  }
+  if (at) (void)madvise(p, len, MADV_HUGEPAGE);  // a kernel without THP maps 4 KiB pages
   return static_cast<char*>(p);
 }
 

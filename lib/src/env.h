@@ -38,8 +38,9 @@ Status PreadFull(int fd, void* buf, size_t n, uint64_t off, const std::string& p
 Status WriteFile(const std::string& path, const void* data, size_t n, bool durable);
 Result<std::string> ReadFile(const std::string& path);
 
-// MAP_SHARED mapping of [0, len) of fd.
-Result<char*> Map(int fd, size_t len, bool writable, const std::string& path);
+// MAP_SHARED mapping of [0, len) of fd. With `huge`, placed on a 2 MiB boundary and advised
+// MADV_HUGEPAGE, so that the kernel may map 2 MiB folios of the file with one entry each.
+Result<char*> Map(int fd, size_t len, bool writable, const std::string& path, bool huge = false);
 void Unmap(char* p, size_t len);
 // Drops the page-table entries of [off, off+len) of a shared file mapping (MADV_DONTNEED); the
 // data stays in the page cache and is read back on the next access.

@@ -155,14 +155,15 @@ Segment::~Segment() {
 
 Result<std::shared_ptr<Segment>> Segment::Create(const std::string& path, const std::string& rel,
                                                  uint32_t index_interval, uint64_t capacity,
-                                                 uint64_t prefault) {
+                                                 uint64_t prefault, bool huge) {
   auto s = std::make_shared<Segment>(path, rel, index_interval, capacity);
+  s->huge_ = huge;
   Result<int> fd = env::OpenFile(path, O_RDWR | O_CREAT | O_TRUNC);
   if (!fd.ok()) return fd.status();
   s->fd_ = *fd;
   Status st = env::Preallocate(s->fd_, capacity, path);
   if (st.ok()) {
-    Result<char*> m = env::Map(s->fd_, capacity, true, path);
+    Result<char*> m = env::Map(s->fd_, capacity, true, path, huge);
     if (m.ok()) {
       s->map_ = *m;
       s->map_len_ = capacity;
@@ -176,8 +177,7 @@ Result<std::shared_ptr<Segment>> Segment::Create(const std::string& path, const 
     (void)env::Unlink(path);
     return st;
   }
-  uint64_t first = std::min<uint64_t>(capacity, kSegmentHeaderSize + prefault);
-  if (prefault > 0 && env::PopulateWrite(s->map_, 0, first).ok()) s->set_populated(first);
+  if (prefault > 0) (void)s->Prefault(std::min<uint64_t>(capacity, kSegmentHeaderSize + prefault));
   s->set_state(kTrusted);
   return s;
 }
@@ -241,11 +241,12 @@ void Segment::SetRecordRules() {
   allowed_bits_ = v1 ? kSizeMask | kFlagZstd : kSizeMask | kFlagZstd | kFlagBatchMore;
 }
 
-Status Segment::PrepareForAppend(uint64_t end, uint64_t capacity, uint64_t prefault) {
+Status Segment::PrepareForAppend(uint64_t end, uint64_t capacity, uint64_t prefault, bool huge) {
   Status st = env::Truncate(fd_, end, path_);
   if (st.ok()) st = env::Preallocate(fd_, capacity, path_);
   if (!st.ok()) return st;
-  Result<char*> m = env::Map(fd_, capacity, true, path_);
+  huge_ = huge;
+  Result<char*> m = env::Map(fd_, capacity, true, path_, huge);
   if (!m.ok()) return m.status();
   env::Unmap(ro_map_, map_len_);
   ro_map_ = nullptr;
@@ -254,13 +255,27 @@ Status Segment::PrepareForAppend(uint64_t end, uint64_t capacity, uint64_t prefa
   map_len_ = capacity;
   if (Status st = MapForReaders(); !st.ok()) return st;
   capacity_ = capacity;
-  uint64_t upto = std::min<uint64_t>(capacity, end + prefault);
-  if (prefault > 0 && env::PopulateWrite(map_, end, upto - end).ok()) set_populated(upto);
+  populated_.store(end & ~uint64_t{4095}, std::memory_order_relaxed);
+  if (prefault > 0) (void)Prefault(std::min<uint64_t>(capacity, end + prefault));
   return Status::Ok();
 }
 
+Result<uint64_t> Segment::Prefault(uint64_t upto, uint64_t writer) {
+  constexpr uint64_t kPage = 4096;
+  const uint64_t from = std::max<uint64_t>(populated(), (writer + kPage - 1) & ~(kPage - 1));
+  upto = std::min<uint64_t>((upto + kPage - 1) & ~(kPage - 1), map_len_);
+  if (upto <= from) return uint64_t{0};
+  if (Status st = env::PopulateWrite(map_, from, upto - from); !st.ok()) return st;
+  for (uint64_t off = from; off < upto; off += kPage) {
+    std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(map_ + off))
+        .fetch_add(0, std::memory_order_relaxed);
+  }
+  populated_.store(upto, std::memory_order_relaxed);
+  return upto - from;
+}
+
 Status Segment::MapForReaders() {
-  Result<char*> m = env::Map(fd_, map_len_, false, path_);
+  Result<char*> m = env::Map(fd_, map_len_, false, path_, huge_);
   if (!m.ok()) return m.status();
   ro_map_ = *m;
   return Status::Ok();
@@ -268,7 +283,8 @@ Status Segment::MapForReaders() {
 
 void Segment::DropWrittenPages(uint64_t upto) {
   if (!ro_map_) return;  // readers share the writable mapping: keep it
-  const uint64_t target = std::min<uint64_t>(upto, map_len_) & ~uint64_t{4095};
+  const uint64_t step = huge_ ? uint64_t{2} << 20 : 4096;
+  const uint64_t target = std::min<uint64_t>(upto, map_len_) & ~(step - 1);
   uint64_t done = dropped_.load(std::memory_order_relaxed);
   while (done < target) {
     if (dropped_.compare_exchange_weak(done, target, std::memory_order_relaxed)) {

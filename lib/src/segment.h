@@ -112,9 +112,10 @@ class Segment {
   Segment& operator=(const Segment&) = delete;
 
   // Creates a preallocated, mapped segment file at `path` (the header is written by Activate).
+  // With `huge`, both mappings are 2 MiB entries where the kernel can (env::Map).
   static Result<std::shared_ptr<Segment>> Create(const std::string& path, const std::string& rel,
                                                  uint32_t index_interval, uint64_t capacity,
-                                                 uint64_t prefault);
+                                                 uint64_t prefault, bool huge);
   // Opens an existing segment file and decodes its header (no records are read). A damaged
   // header (CORRUPT) still gives a segment: header_error() says why, its base is `name_base`
   // (from the file name) and every entry in it is bad. VERSION for another major.
@@ -185,7 +186,7 @@ class Segment {
   uint32_t record_key() const { return record_key_; }
   // Re-targets an existing segment for appending: drops every byte from `end` on (a torn
   // tail), re-preallocates to `capacity`, maps it writable.
-  Status PrepareForAppend(uint64_t end, uint64_t capacity, uint64_t prefault);
+  Status PrepareForAppend(uint64_t end, uint64_t capacity, uint64_t prefault, bool huge);
 
   // Mapping-level access. map() is the writer's mapping; rmap() is for reading: a separate
   // read-only mapping where this process appends, so that write-back of pages the writer has
@@ -195,7 +196,8 @@ class Segment {
   char* map() const { return map_; }
   const char* rmap() const { return ro_map_ ? ro_map_ : map_; }
   // Unmaps written pages below `upto` from the writer's mapping (the data stays in the page
-  // cache), so that their write-back costs no TLB shoot-down of the writer's CPU per page.
+  // cache), so that their write-back costs no TLB shoot-down of the writer's CPU per page. A
+  // mapping with 2 MiB entries is unmapped in whole 2 MiB steps, never split under the writer.
   void DropWrittenPages(uint64_t upto);
   size_t map_len() const { return map_len_; }
   uint64_t capacity() const { return capacity_; }
@@ -212,9 +214,17 @@ class Segment {
   void set_state(State s) { state_.store(s, std::memory_order_release); }
   std::mutex& scan_mutex() { return scan_mu_; }
 
-  // Pre-faulting state (background thread only).
+  // Pre-faulting (background threads, one at a time): maps pages [populated(), upto) for
+  // writing (MADV_POPULATE_WRITE) and then touches each with an atomic add of zero on one word.
+  // Populating alone is not enough on every machine: under a hypervisor that shadows the
+  // guest's page tables, the first access through each new mapping entry still costs several
+  // microseconds (bench/first_touch_bench.cc), and that access is made here instead of by the
+  // writer. The add changes no data, so it is safe beside the writer's stores. Pages below
+  // `writer` (the writer's offset, which it has touched itself) are skipped. Returns the bytes
+  // pre-faulted.
+  Result<uint64_t> Prefault(uint64_t upto, uint64_t writer = 0);
   uint64_t populated() const { return populated_.load(std::memory_order_relaxed); }
-  void set_populated(uint64_t v) { populated_.store(v, std::memory_order_relaxed); }
+  bool fully_prefaulted() const { return populated() >= capacity_; }
 
   void set_data_end(uint64_t e) { data_end_ = e; }
 
@@ -259,6 +269,7 @@ class Segment {
   std::atomic<int> state_{kUnindexed};
   std::mutex scan_mu_;
   std::atomic<uint64_t> populated_{0};
+  bool huge_ = false;  // mapped with env::Map's `huge`
 };
 
 }  // namespace comet::internal

@@ -127,9 +127,10 @@ class Shard {
   // Makes every entry below `target` durable (group commit: one fdatasync serves all waiters).
   Status SyncTo(uint64_t target) { return SyncUpTo(target, false, false); }
   Status SyncAll() { return SyncTo(Committed()); }
-  // Background duties: pre-fault ahead of the writer, prepare a spare segment, finish sealed
-  // segments (truncate, index file). Returns quickly when there is nothing to do.
-  void Maintain();
+  // Background duties: pre-fault ahead of the writer, prepare a spare segment and pre-fault it
+  // in full, finish sealed segments (truncate, index file). Returns quickly when there is
+  // nothing to do; true when work is left that should not wait for the next period.
+  bool Maintain();
   // Interval sync: syncs if entries are waiting and the interval passed or sync.entries reached.
   void MaybeIntervalSync(int64_t now_mono);
 
@@ -168,6 +169,10 @@ class Shard {
   // Entries of segment `seg` that end at or below byte `end`, counted from its base.
   uint64_t EntriesBelow(Segment* seg, uint64_t end, uint64_t committed) const;
   Result<std::shared_ptr<Segment>> NewSegment(uint64_t base, uint64_t capacity);
+  // How far ahead of the writer (at byte `cur` of segment `base`) to keep pages pre-faulted:
+  // storage.prefault_bytes, or what the writer's measured pace covers in kPrefaultLead.
+  uint64_t PrefaultWindow(uint64_t base, uint64_t cur);
+  void PrefaultTo(Segment& s, uint64_t upto, uint64_t writer);
   void Rotate(std::shared_ptr<Segment> next);
   Status ScanUnless(const std::shared_ptr<Segment>& seg, Segment::State enough);
   Status EnsureReady(const std::shared_ptr<Segment>& seg) {
@@ -242,6 +247,15 @@ class Shard {
   std::vector<std::shared_ptr<Segment>> unsynced_;  // sealed, not yet fdatasync'd
   std::shared_ptr<Segment> sync_active_;
   bool dir_dirty_ = false;
+
+  // Pre-faulting: bytes done, rotations onto a segment not touched in full, and the writer's
+  // pace as the maintainer last measured it (bytes per second) with where and when.
+  std::atomic<uint64_t> prefaulted_{0};
+  std::atomic<uint64_t> cold_rotations_{0};
+  std::atomic<uint64_t> prefault_window_{0};  // bytes ahead of the writer the maintainer keeps
+  uint64_t pace_at_ = 0, pace_base_ = 0;
+  int64_t pace_ns_ = 0;
+  double pace_ = 0;
 
   std::atomic<uint64_t> temp_seq_{0};
   std::atomic<uint64_t> corrupt_{0};

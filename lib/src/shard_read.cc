@@ -233,6 +233,8 @@ void Shard::AddStats(Stats* s) const {
   }
   s->corrupt_records += corrupt_.load(std::memory_order_relaxed);
   s->torn_tails += torn_.load(std::memory_order_relaxed);
+  s->prefaulted_bytes += prefaulted_.load(std::memory_order_relaxed);
+  s->cold_rotations += cold_rotations_.load(std::memory_order_relaxed);
   if (!slot_) return;
   s->appended_entries += slot_->appended_entries.load(std::memory_order_relaxed);
   s->appended_bytes += slot_->appended_bytes.load(std::memory_order_relaxed);

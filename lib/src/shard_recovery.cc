@@ -262,7 +262,7 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
       if (r.bad.empty() && r.end <= cfg.storage.max_segment_bytes &&
           s.header().major == kFormatMajor) {
         Status st = s.PrepareForAppend(r.end, cfg.storage.max_segment_bytes,
-                                       cfg.storage.prefault_bytes);
+                                       cfg.storage.prefault_bytes, cfg.HugeMappings());
         if (st.ok()) {
           active = segs[i];
           write_off = r.end;

@@ -23,6 +23,12 @@ inline void Bump(std::atomic<uint64_t>& c, uint64_t n) {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
+// How far ahead of the writer pre-faulting aims, in time at the writer's measured pace: enough
+// to cover the maintainer's wake-up and a pass on a busy machine.
+constexpr int64_t kPrefaultLeadNs = 50'000'000;
+// The pace is measured over at least this long.
+constexpr int64_t kPaceSampleNs = 5'000'000;
+
 }  // namespace
 
 // ---- write path ------------------------------------------------------------------------------
@@ -39,9 +45,11 @@ Result<std::shared_ptr<Segment>> Shard::NewSegment(uint64_t base, uint64_t capac
     const std::string tmp = TempName("fresh");
     Result<std::shared_ptr<Segment>> r =
         Segment::Create(env::Join(dir_, tmp), rel_dir_ + "/" + tmp,
-                        cfg.index.interval, capacity, cfg.storage.prefault_bytes);
+                        cfg.index.interval, capacity, cfg.storage.prefault_bytes,
+                        cfg.HugeMappings());
     if (!r.ok()) return Status(r.status().code(), name_ + ": new segment: " + r.status().message());
     seg = std::move(*r);
+    prefaulted_.fetch_add(seg->populated(), std::memory_order_relaxed);
   }
   SegmentHeader h;
   h.prefix_id = prefix_id_;
@@ -74,6 +82,7 @@ void Shard::Rotate(std::shared_ptr<Segment> next) {
   write_off_ = kSegmentHeaderSize;
   until_node_ = 0;
   if (old) Bump(slot_->rotations, 1);
+  if (old && !next->fully_prefaulted()) cold_rotations_.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard lk(sync_mu_);
     if (old && !drop_old) unsynced_.push_back(old);
@@ -219,8 +228,10 @@ Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
     env::FutexWake(&slot_->futex_seq, INT32_MAX);
   }
   const uint64_t last = next_entry_;
-  const bool want_prefault = cfg.storage.prefault_bytes > 0 &&
-                             write_off_ + cfg.storage.prefault_bytes / 2 > active_->populated();
+  const uint64_t window = std::max<uint64_t>(prefault_window_.load(std::memory_order_relaxed),
+                                             cfg.storage.prefault_bytes);
+  const bool want_prefault = cfg.storage.prefault_bytes > 0 && !active_->fully_prefaulted() &&
+                             write_off_ + window / 2 > active_->populated();
   lk.unlock();
 
   if (want_prefault && !prefault_asked_.exchange(true, std::memory_order_relaxed)) {
@@ -354,8 +365,35 @@ void Shard::FinishSealed() {
   }
 }
 
-void Shard::Maintain() {
-  if (ctx_->read_only || !writer_.load(std::memory_order_acquire)) return;
+uint64_t Shard::PrefaultWindow(uint64_t base, uint64_t cur) {
+  const int64_t now = env::MonotonicNs();
+  if (base != pace_base_ || cur < pace_at_) {
+    pace_base_ = base;  // a new segment: measure from here, keep the pace known so far
+    pace_at_ = cur;
+    pace_ns_ = now;
+  } else if (now - pace_ns_ >= kPaceSampleNs) {
+    const double rate = double(cur - pace_at_) * 1e9 / double(now - pace_ns_);
+    pace_ = rate > pace_ ? rate : (pace_ + rate) / 2;  // up at once, down gradually
+    pace_at_ = cur;
+    pace_ns_ = now;
+  }
+  const uint64_t window = std::max<uint64_t>(
+      ctx_->cfg.storage.prefault_bytes, uint64_t(pace_ * double(kPrefaultLeadNs) / 1e9));
+  prefault_window_.store(window, std::memory_order_relaxed);
+  return window;
+}
+
+void Shard::PrefaultTo(Segment& s, uint64_t upto, uint64_t writer) {
+  upto = std::min<uint64_t>(upto, s.capacity());
+  if (upto <= std::max(s.populated(), writer)) return;
+  COMET_PROBE(prefault_start, prefix_id_, shard_, 0, upto - std::max(s.populated(), writer));
+  Result<uint64_t> done = s.Prefault(upto, writer);
+  if (done.ok()) prefaulted_.fetch_add(*done, std::memory_order_relaxed);
+  COMET_PROBE(prefault_done, prefix_id_, shard_, 0, done.ok() ? *done : 0, done.status().raw());
+}
+
+bool Shard::Maintain() {
+  if (ctx_->read_only || !writer_.load(std::memory_order_acquire)) return false;
   const Config& cfg = ctx_->cfg;
   FinishSealed();
 
@@ -365,45 +403,42 @@ void Shard::Maintain() {
     a = active_;
   }
   prefault_asked_.store(false, std::memory_order_relaxed);
-  if (!a || a->sealed()) return;
+  if (!a || a->sealed()) return false;
   uint64_t cur = slot_->active_base.load(std::memory_order_relaxed) == a->base()
                      ? slot_->committed_offset.load(std::memory_order_relaxed)
                      : kSegmentHeaderSize;
   // Pages behind the writer leave its mapping before the kernel writes them back.
   a->DropWrittenPages(cur);
-  // Pre-fault ahead of the writer so that its stores never fault.
-  if (cfg.storage.prefault_bytes > 0) {
-    uint64_t target = std::min<uint64_t>(a->capacity(), cur + cfg.storage.prefault_bytes);
-    uint64_t have = std::max<uint64_t>(a->populated(), cur);
-    if (have < target) {
-      COMET_PROBE(prefault_start, prefix_id_, shard_, 0, target - have);
-      Status st = env::PopulateWrite(a->map(), have, target - have);
-      if (st.ok()) a->set_populated(target);
-      COMET_PROBE(prefault_done, prefix_id_, shard_, 0, target - have, st.raw());
-    }
+  // First the active segment, a window ahead of the writer, so that its stores never fault.
+  const bool prefault = cfg.storage.prefault_bytes > 0;
+  const uint64_t window = prefault ? PrefaultWindow(a->base(), cur) : 0;
+  if (prefault) PrefaultTo(*a, cur + window, cur);
+  // Past half of the active segment, prepare the next one off the hot path, and pre-fault all
+  // of it before the writer gets there, a window per pass so that the active segment's own
+  // window is kept up in between.
+  if (cur <= a->capacity() / 2 || a->capacity() != cfg.storage.max_segment_bytes) return false;
+  std::shared_ptr<Segment> spare;
+  {
+    std::lock_guard lk(spare_mu_);
+    spare = spare_;
   }
-  // Past half of the active segment, prepare the next one off the hot path.
-  if (cur > a->capacity() / 2 && a->capacity() == cfg.storage.max_segment_bytes) {
-    bool need;
-    {
+  if (!spare && EnsureDir().ok()) {
+    const std::string tmp = TempName("spare");
+    COMET_PROBE(prealloc_start, prefix_id_, shard_, 0, cfg.storage.max_segment_bytes);
+    Result<std::shared_ptr<Segment>> s =
+        Segment::Create(env::Join(dir_, tmp), rel_dir_ + "/" + tmp, cfg.index.interval,
+                        cfg.storage.max_segment_bytes, 0, cfg.HugeMappings());
+    COMET_PROBE(prealloc_done, prefix_id_, shard_, 0, cfg.storage.max_segment_bytes,
+                s.status().raw());
+    if (s.ok()) {
+      spare = *s;
       std::lock_guard lk(spare_mu_);
-      need = spare_ == nullptr;
-    }
-    if (need && EnsureDir().ok()) {
-      const std::string tmp = TempName("spare");
-      COMET_PROBE(prealloc_start, prefix_id_, shard_, 0, cfg.storage.max_segment_bytes);
-      Result<std::shared_ptr<Segment>> s =
-          Segment::Create(env::Join(dir_, tmp), rel_dir_ + "/" + tmp,
-                          cfg.index.interval, cfg.storage.max_segment_bytes,
-                          cfg.storage.prefault_bytes);
-      COMET_PROBE(prealloc_done, prefix_id_, shard_, 0, cfg.storage.max_segment_bytes,
-                  s.status().raw());
-      if (s.ok()) {
-        std::lock_guard lk(spare_mu_);
-        spare_ = std::move(*s);
-      }
+      spare_ = std::move(*s);
     }
   }
+  if (!spare || !prefault || spare->fully_prefaulted()) return false;
+  PrefaultTo(*spare, spare->populated() + window, 0);
+  return !spare->fully_prefaulted();
 }
 
 }  // namespace comet::internal

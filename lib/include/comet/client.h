@@ -134,6 +134,9 @@ struct Stats {
   uint64_t appended_entries = 0, appended_bytes = 0, stored_bytes = 0, compressed_entries = 0,
            rotations = 0, syncs = 0, corrupt_records = 0, torn_tails = 0, gaps = 0,
            failed_appends = 0, streams = 0, segments = 0;
+  // This process's writers: bytes of segment pages mapped and touched ahead of the writer
+  // (storage.prefault_bytes), and rotations onto a segment that was not touched in full.
+  uint64_t prefaulted_bytes = 0, cold_rotations = 0;
 };
 
 // A handle on one stream, owned by its Client: valid until the Client is destroyed (after Close,
