@@ -172,7 +172,8 @@ class Shard {
   // How far ahead of the writer (at byte `cur` of segment `base`) to keep pages pre-faulted:
   // storage.prefault_bytes, or what the writer's measured pace covers in kPrefaultLead.
   uint64_t PrefaultWindow(uint64_t base, uint64_t cur);
-  void PrefaultTo(Segment& s, uint64_t upto, uint64_t writer);
+  // Pre-faults segment `s` up to `upto`; false when that failed (MADV_POPULATE_WRITE refused).
+  bool PrefaultTo(Segment& s, uint64_t upto, uint64_t writer);
   void Rotate(std::shared_ptr<Segment> next);
   Status ScanUnless(const std::shared_ptr<Segment>& seg, Segment::State enough);
   Status EnsureReady(const std::shared_ptr<Segment>& seg) {

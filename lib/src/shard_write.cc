@@ -383,13 +383,14 @@ uint64_t Shard::PrefaultWindow(uint64_t base, uint64_t cur) {
   return window;
 }
 
-void Shard::PrefaultTo(Segment& s, uint64_t upto, uint64_t writer) {
+bool Shard::PrefaultTo(Segment& s, uint64_t upto, uint64_t writer) {
   upto = std::min<uint64_t>(upto, s.capacity());
-  if (upto <= std::max(s.populated(), writer)) return;
+  if (upto <= std::max(s.populated(), writer)) return true;
   COMET_PROBE(prefault_start, prefix_id_, shard_, 0, upto - std::max(s.populated(), writer));
   Result<uint64_t> done = s.Prefault(upto, writer);
   if (done.ok()) prefaulted_.fetch_add(*done, std::memory_order_relaxed);
   COMET_PROBE(prefault_done, prefix_id_, shard_, 0, done.ok() ? *done : 0, done.status().raw());
+  return done.ok();
 }
 
 bool Shard::Maintain() {
@@ -437,8 +438,8 @@ bool Shard::Maintain() {
     }
   }
   if (!spare || !prefault || spare->fully_prefaulted()) return false;
-  PrefaultTo(*spare, spare->populated() + window, 0);
-  return !spare->fully_prefaulted();
+  // On failure, the next pass tries again after the usual wait rather than at once.
+  return PrefaultTo(*spare, spare->populated() + window, 0) && !spare->fully_prefaulted();
 }
 
 }  // namespace comet::internal
