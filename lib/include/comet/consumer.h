@@ -21,7 +21,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <stop_token>
 #include <span>
 #include <string>
 #include <string_view>
@@ -46,8 +48,69 @@ struct Message {
   std::string_view stream;
 };
 
+// What a Process handler says about its batch. A Status converts: OK is Done, a failure Fail.
+struct Handled {
+  enum Kind {
+    kDone,        // processed: the batch is acked
+    kFail,        // failed: retried with backoff, then handed to the dead-letter policy
+    kDeadLetter,  // poison: handed to the dead-letter policy now, without retries
+    kStop,        // processed: the batch is acked and Process returns OK
+  };
+  Kind kind = kDone;
+  Status error;  // kFail, kDeadLetter: why (for the error callback)
+  Handled() = default;
+  Handled(Status st)  // NOLINT: implicit by design
+      : kind(st.ok() ? kDone : kFail), error(std::move(st)) {}
+  static Handled Done() { return Handled(); }
+  static Handled Fail(Status why) { return Handled(kFail, std::move(why)); }
+  static Handled DeadLetter(Status why) { return Handled(kDeadLetter, std::move(why)); }
+  static Handled Stop() { return Handled(kStop, Status()); }
+
+ private:
+  Handled(Kind k, Status st) : kind(k), error(std::move(st)) {}
+};
+
+struct ProcessOptions {
+  // What to consume: stream names and/or patterns "<prefix>:shard:*" (shards created while the
+  // loop runs are picked up). At least one.
+  std::vector<std::string> streams;
+  // When not empty, only these shard numbers (of every stream above).
+  std::vector<uint32_t> shards;
+  // Static assignment: this worker takes the shards s with s % workers == worker, so workers
+  // 0..workers-1 of a group split the shards with no overlap.
+  uint32_t worker = 0, workers = 1;
+  // At most this many entries per handler call; a batch comes from one stream.
+  size_t batch_size = 100;
+  // How long one wait for new entries lasts before the loop looks at its streams again. The
+  // wait ends at once on an append to any of them (futex), or on cancellation.
+  int64_t wait_ns = 1'000'000'000;
+  // A failed batch is retried up to max_retries times (the handler sees it max_retries + 1
+  // times), after retry_backoff_ns, doubling per attempt up to max_backoff_ns. Other streams go
+  // on meanwhile. A batch of several entries that still fails is retried entry by entry, so
+  // that only the poison entries reach the dead-letter policy.
+  uint32_t max_retries = 3;
+  int64_t retry_backoff_ns = 10'000'000;
+  int64_t max_backoff_ns = 1'000'000'000;
+  // What becomes of an entry that failed every retry (or that the handler called poison):
+  enum class DeadLetter {
+    kStream,  // appended to "<prefix>:dlq:shard:<same shard>" (its payload), then acked
+    kDrop,    // acked, nothing kept
+    kStop,    // Process returns the handler's error; the entry stays unacked
+  };
+  DeadLetter dead_letter = DeadLetter::kStream;
+  // Called for every handler failure with its attempt (0 for the first), and for read and
+  // dead-letter failures (attempt 0).
+  std::function<void(const Status& error, uint32_t attempt)> on_error;
+  // Called after every handler call with the batch size and the handler's duration.
+  std::function<void(size_t size, int64_t duration_ns)> on_batch;
+  // Cancellation: when stop is requested, Process returns OK as soon as the current handler
+  // call returns (a blocked wait ends at once).
+  std::stop_token stop;
+};
+
 class Consumer {
  public:
+  using Handler = std::function<Handled(std::span<const Message> batch)>;
   // Joins group `group` (1 to 255 bytes; created on first use) on a writable client. INVALID
   // for a bad name or a read-only client; FULL when the control region's group table is full.
   static Result<std::unique_ptr<Consumer>> Open(Client* client, std::string_view group);
@@ -82,6 +145,13 @@ class Consumer {
   // delivered and not acked and reads on from there.
   enum class From { kEntry, kBeginning, kBeforeEnd };
   Status Reset(std::string_view pattern, From from, uint64_t n = 0);
+
+  // The process loop: reads the streams options.streams names, calls handler with batches of
+  // one stream and acks what it handled, until the handler returns Stop (OK), options.stop is
+  // requested (OK), or an error it cannot go on from (bad options, a closed client, a dead
+  // letter it could not store, DeadLetter::kStop). A stream whose reads or handler fail never
+  // holds up the others.
+  Status Process(const Handler& handler, const ProcessOptions& options);
 
   // Entries stored and not yet committed by the group, summed over the streams `pattern`
   // names (entries deleted before they were read do not count).
