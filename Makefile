@@ -12,7 +12,7 @@ Q        := $(if $(V),,@)
 
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := all
-.PHONY: all lib tools tests benches deps test run bench sanitize clean
+.PHONY: all lib tools preload tests benches deps test run bench sanitize clean
 
 LIB_SRCS  := $(wildcard lib/src/*.cc) $(wildcard shm/*.cc)
 LIB_OBJS  := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LIB_SRCS))
@@ -41,10 +41,12 @@ endif
 TOOL_OBJS := $(patsubst %.cc,$(BUILD)/obj/%.o,$(TOOL_SRCS))
 TEST_SRCS := $(wildcard tests/*_test.cc)
 TEST_OBJS := $(patsubst %.cc,$(BUILD)/obj/%.o,$(TEST_SRCS))
+PRELOAD_SRCS := $(wildcard preload/*.cc)
+PRELOAD_OBJS := $(patsubst %.cc,$(BUILD)/obj/%.o,$(PRELOAD_SRCS))
 BENCH_SRCS := $(wildcard bench/*.cc)
 BENCH_OBJS := $(patsubst %.cc,$(BUILD)/obj/%.o,$(BENCH_SRCS))
 
-all: lib tools
+all: lib tools preload
 
 ifeq ($(HAVE_BPF),1)
 $(BUILD)/bpf/vmlinux.h:
@@ -99,6 +101,16 @@ $(BUILD)/lib/$(SONAME): $(LIB_OBJS) lib/comet.map
 $(BUILD)/lib/libcomet.so: $(BUILD)/lib/$(SONAME)
 	$(Q)ln -sf $(SONAME) $@
 
+# The LD_PRELOAD shim: the engine linked in statically; the version script exports only the
+# interposed functions (everything else, the engine included, stays local to the shim).
+preload: $(BUILD)/lib/libcomet_preload.so
+$(PRELOAD_OBJS): CXXFLAGS += -fvisibility=hidden
+$(BUILD)/lib/libcomet_preload.so: $(PRELOAD_OBJS) $(BUILD)/lib/libcomet.a preload/exports.map
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CXX) -shared -o $@ $(PRELOAD_OBJS) $(BUILD)/lib/libcomet.a \
+	  -Wl,--version-script=preload/exports.map -Wl,--exclude-libs,ALL -Wl,-z,defs $(LDLIBS) -ldl
+
 $(BUILD)/bin/comet: $(TOOL_OBJS) $(BUILD)/lib/libcomet.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
@@ -130,7 +142,24 @@ $(BUILD)/bin/comet_c_client: tests/c_client.c lib/include/comet/comet.h $(BUILD)
 
 $(BUILD)/obj/tests/abi_test.o: CXXFLAGS += -DCOMET_HEADER='"$(abspath lib/include/comet/comet.h)"'
 
-tests: $(BUILD)/bin/comet_tests $(BUILD)/bin/comet_probe_target $(BUILD)/bin/comet_c_client tools
+# Programs the preload tests run under the shim: plain, fortified, and C++ iostreams.
+PRELOAD_TARGETS := $(BUILD)/bin/preload_target $(BUILD)/bin/preload_target_fortify \
+                   $(BUILD)/bin/preload_target_cxx
+$(BUILD)/bin/preload_target: tests/preload/target.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) -O0 -g -Wall -Wextra -Werror -pthread $< -o $@
+$(BUILD)/bin/preload_target_fortify: tests/preload/target.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) -O2 -D_FORTIFY_SOURCE=2 -g -Wall -Wextra -Werror -Wno-unused-result -pthread $< -o $@
+$(BUILD)/bin/preload_target_cxx: tests/preload/target_cxx.cc
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CXX     $@")
+	$(Q)$(CXX) -O2 -g -Wall -Wextra -Werror $< -o $@
+
+tests: $(BUILD)/bin/comet_tests $(BUILD)/bin/comet_probe_target $(BUILD)/bin/comet_c_client tools \
+       preload $(PRELOAD_TARGETS)
 benches: $(BUILD)/bin/comet_bench
 
 # Every Debian package the build, the tests and the benchmarks need. Idempotent: installs

@@ -1,0 +1,330 @@
+// The LD_PRELOAD shim on real, unmodified programs: a C program that writes through every
+// entry point (built plain and with _FORTIFY_SOURCE=2), C++ iostreams, coreutils, Python and
+// logger. Each run's output is compared with what the program meant to write (its manifest on
+// fd 3) and with its real stdout and stderr: every line captured exactly once, nothing left on
+// the original output unless tee'd, exit status and output unchanged when the shim is inert.
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "preload_util.h"
+#include "test_util.h"
+
+namespace {
+
+using comet_test::Captured;
+using comet_test::Datas;
+using comet_test::MultisetDiff;
+using comet_test::Output;
+using comet_test::ReadCaptured;
+using comet_test::Run;
+using comet_test::RunSpec;
+
+const char* const kSinks[] = {"stdout", "stderr", "syslog"};
+
+class PreloadTest : public comet_test::TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    if (!comet_test::FileExists(comet_test::ShimPath())) {
+      GTEST_SKIP() << "no shim at " << comet_test::ShimPath();
+    }
+  }
+
+  std::string Data() const { return dir_ + "/data"; }
+  std::string Manifest() const { return dir_ + "/manifest"; }
+  static std::string Target(bool fortify = false) {
+    return comet_test::BinDir() + (fortify ? "/preload_target_fortify" : "/preload_target");
+  }
+
+  // Runs the target under the shim with COMET_DIR=Data() and its manifest on fd 3.
+  Run RunTarget(std::vector<std::string> args, std::vector<std::string> env = {},
+                Output out = Output::kPipe, bool fortify = false) {
+    RunSpec spec;
+    spec.argv = {Target(fortify)};
+    spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+    spec.env = {"COMET_DIR=" + Data()};
+    spec.env.insert(spec.env.end(), env.begin(), env.end());
+    spec.out = out;
+    spec.out_file = Sub("stdout.txt");
+    spec.manifest = Manifest();
+    return comet_test::RunProgram(spec);
+  }
+
+  // Every sink holds exactly the manifest's lines, each once.
+  void ExpectManifestCaptured() {
+    auto manifest = comet_test::ReadManifest(Manifest());
+    ASSERT_FALSE(manifest.empty()) << "the target recorded nothing";
+    for (const char* sink : kSinks) {
+      const std::string diff = MultisetDiff(manifest[sink], Datas(ReadCaptured(Data(), sink)));
+      EXPECT_EQ(diff, "") << sink << " capture differs from what the program wrote:\n" << diff;
+    }
+  }
+};
+
+TEST_F(PreloadTest, InertWithoutCometDir) {
+  RunSpec plain{.argv = {Target(), "stdio"}, .shim = false};
+  RunSpec shimmed{.argv = {Target(), "stdio"}};
+  const Run a = comet_test::RunProgram(plain), b = comet_test::RunProgram(shimmed);
+  EXPECT_EQ(a.exit_code, 0);
+  EXPECT_EQ(b.exit_code, 0);
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(a.err, b.err);
+  EXPECT_NE(a.out.find("printf 7\n"), std::string::npos);
+}
+
+class PreloadEntryPoints : public PreloadTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(PreloadEntryPoints, EveryStdioErrAndFdEntryPointCapturedOnce) {
+  const Run r = RunTarget({"stdio"}, {}, Output::kPipe, GetParam());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "") << "lines reached the real stdout with tee off";
+  EXPECT_EQ(r.err, "");
+  ExpectManifestCaptured();
+}
+
+TEST_P(PreloadEntryPoints, PartialLongAndBinaryLinesAndExitWithoutFlush) {
+  const Run r = RunTarget({"lines"}, {}, Output::kPipe, GetParam());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "");
+  ExpectManifestCaptured();
+}
+
+INSTANTIATE_TEST_SUITE_P(PlainAndFortified, PreloadEntryPoints, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Fortify" : "Plain"; });
+
+TEST_F(PreloadTest, ThreadsWriteWholeLinesInOrderToOneShard) {
+  const Run r = RunTarget({"threads"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ExpectManifestCaptured();
+  std::vector<Captured> got = ReadCaptured(Data(), "stdout");
+  std::map<std::string, int> streams;
+  std::vector<int> last(4, -1);
+  for (const Captured& c : got) {
+    streams[c.stream]++;
+    int t = -1, i = -1;
+    ASSERT_EQ(sscanf(c.data.c_str(), "thread %d line %d", &t, &i), 2) << c.data;
+    ASSERT_TRUE(t >= 0 && t < 4);
+    EXPECT_GT(i, last[t]) << "thread " << t << "'s lines out of order";
+    last[t] = i;
+  }
+  EXPECT_EQ(streams.size(), 1u) << "one process's lines of one stream go to one shard";
+}
+
+TEST_F(PreloadTest, ForkSpawnExecVforkAndSignalHandlerEachLineOnce) {
+  const Run r = RunTarget({"procs"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "");
+  ExpectManifestCaptured();
+}
+
+// A datagram listener standing in for the syslog daemon, at a private path.
+class SyslogListener {
+ public:
+  explicit SyslogListener(const std::string& path) : path_(path) {
+    fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      ADD_FAILURE() << "bind " << path << ": " << std::strerror(errno);
+    }
+  }
+  ~SyslogListener() {
+    close(fd_);
+    unlink(path_.c_str());
+  }
+  // Every datagram received so far.
+  std::vector<std::string> Drain() {
+    std::vector<std::string> got;
+    char buf[65536];
+    ssize_t n;
+    while ((n = recv(fd_, buf, sizeof buf, MSG_DONTWAIT)) >= 0) got.emplace_back(buf, n);
+    return got;
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+TEST_F(PreloadTest, SyslogCallsAndDatagramsToTheSyslogSocket) {
+  SyslogListener listener(Sub("log"));
+  const Run r = RunTarget({"syslog", Sub("log")}, {"COMET_SYSLOG_SOCKET=" + Sub("log")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ExpectManifestCaptured();
+  // Datagrams are captured and still delivered; syslog() calls are captured only.
+  const std::vector<std::string> delivered = listener.Drain();
+  ASSERT_EQ(delivered.size(), 4u);
+  EXPECT_EQ(delivered[0], "<14>Dec  2 10:00:00 app: via send");
+  EXPECT_EQ(delivered[2], std::string("<14>app: via sendmsg") + '\0');
+}
+
+TEST_F(PreloadTest, DupCloseAndDup2FollowTheOpenFileNotTheNumber) {
+  const Run r = RunTarget({"fds", dir_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "");
+  ExpectManifestCaptured();
+  EXPECT_EQ(comet_test::ReadFile(Sub("reused.txt")), "into the file\nappended to the file\n");
+}
+
+TEST_F(PreloadTest, SocketAsStdoutCapturesSends) {
+  const Run r = RunTarget({"socket"}, {}, Output::kSocket);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  ExpectManifestCaptured();
+}
+
+TEST_F(PreloadTest, RegularFileAsStdoutCapturesPositionedWrites) {
+  const Run r = RunTarget({"seek"}, {}, Output::kFile);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "") << "the file was written with tee off";
+  ExpectManifestCaptured();
+}
+
+TEST_F(PreloadTest, TeeLeavesTheOriginalOutputByteIdentical) {
+  RunSpec plain{.argv = {Target(), "stdio"}, .shim = false};
+  const Run a = comet_test::RunProgram(plain);
+  const Run b = RunTarget({"stdio"}, {"COMET_TEE=1"});
+  ASSERT_EQ(b.exit_code, 0);
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(a.err, b.err);
+  ExpectManifestCaptured();
+}
+
+TEST_F(PreloadTest, ExitStatusOfErrIsKept) {
+  const Run r = RunTarget({"exit", "3"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(Datas(ReadCaptured(Data(), "stdout")), std::vector<std::string>{"exiting"});
+  EXPECT_EQ(Datas(ReadCaptured(Data(), "stderr")),
+            std::vector<std::string>{"preload_target: exit code 3"});
+}
+
+// A bad value: one line on the original stderr naming it, then the program runs uncaptured
+// with its own output and exit status.
+TEST_F(PreloadTest, BadValuesLeaveTheProgramRunningUncaptured) {
+  const struct {
+    std::string var, named;
+  } cases[] = {{"COMET_SHARDS=0", "COMET_SHARDS='0'"},
+               {"COMET_CAPTURE=stdout,journal", "COMET_CAPTURE="},
+               {"COMET_TEE=yes", "COMET_TEE='yes'"},
+               {"COMET_MAX_LINE=12 parsecs", "COMET_MAX_LINE="},
+               {"COMET_STDOUT_STREAM=a/b", "COMET_STDOUT_STREAM='a/b'"},
+               {"COMET_CONFIG_sync_mode=sometimes", "COMET_CONFIG_sync_mode='sometimes'"},
+               {"COMET_CONFIG_no_such_key=1", "no such config key"}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.var);
+    const Run r = RunTarget({"exit", "4"}, {c.var});
+    EXPECT_EQ(r.exit_code, 4);
+    EXPECT_EQ(r.out, "exiting\n");
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 2) << r.err;
+    EXPECT_NE(r.err.find("comet_preload: " + c.named), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("preload_target: exit code 4\n"), std::string::npos) << r.err;
+  }
+}
+
+TEST_F(PreloadTest, UnusableDirectoryLeavesTheProgramRunningUncaptured) {
+  ASSERT_TRUE(comet_test::WriteFile(Sub("file"), "not a directory"));
+  RunSpec spec{.argv = {Target(), "exit", "5"}, .env = {"COMET_DIR=" + Sub("file") + "/data"}};
+  const Run r = comet_test::RunProgram(spec);
+  EXPECT_EQ(r.exit_code, 5);
+  EXPECT_EQ(r.out, "exiting\n");
+  EXPECT_NE(r.err.find("comet_preload: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("output is not captured"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("preload_target: exit code 5\n"), std::string::npos) << r.err;
+}
+
+TEST_F(PreloadTest, CxxIostreamsSyncedAndUnsynced) {
+  for (const char* mode : {"synced", "unsynced"}) {
+    SCOPED_TRACE(mode);
+    RemoveAll(Data());
+    RunSpec spec{.argv = {comet_test::BinDir() + "/preload_target_cxx", mode},
+                 .env = {"COMET_DIR=" + Data()}};
+    const Run r = comet_test::RunProgram(spec);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(r.err, "");
+    EXPECT_EQ(MultisetDiff({"cout 1", "cout 2.5", "cout last"}, Datas(ReadCaptured(Data(), "stdout"))), "");
+    EXPECT_EQ(MultisetDiff({"cerr 3", "clog 4"}, Datas(ReadCaptured(Data(), "stderr"))), "");
+  }
+}
+
+std::string Which(const std::string& name) {
+  for (const char* dir : {"/usr/bin/", "/bin/", "/usr/local/bin/"}) {
+    const std::string p = std::string(dir) + name;
+    if (access(p.c_str(), X_OK) == 0) return p;
+  }
+  return "";
+}
+
+// Coreutils (stdio, then close_stdout at exit), Python's own buffered io with and without -u.
+TEST_F(PreloadTest, CoreutilsAndPython) {
+  struct Case {
+    std::vector<std::string> argv;
+    std::vector<std::string> out, err;
+  };
+  const std::string py = Which("python3");
+  std::vector<Case> cases = {
+      {{Which("echo"), "hello", "world"}, {"hello world"}, {}},
+      {{Which("printf"), "%s-%d\\n%s", "a", "1", "tail"}, {"a-1", "tail"}, {}},
+      {{Which("seq"), "3"}, {"1", "2", "3"}, {}},
+      {{Which("ls"), "/nonexistent-path"}, {}, {"ls: cannot access '/nonexistent-path': No such file or directory"}},
+  };
+  if (!py.empty()) {
+    const std::string script = "import sys\nprint('py out')\nprint('py err', file=sys.stderr)\nprint('partial', end='')";
+    cases.push_back({{py, "-c", script}, {"py out", "partial"}, {"py err"}});
+    cases.push_back({{py, "-u", "-c", script}, {"py out", "partial"}, {"py err"}});
+  }
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.argv[0] + " " + c.argv[1]);
+    if (c.argv[0].empty()) continue;
+    RemoveAll(Data());
+    RunSpec spec{.argv = c.argv, .env = {"COMET_DIR=" + Data()}};
+    const Run r = comet_test::RunProgram(spec);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(r.err, "");
+    EXPECT_EQ(MultisetDiff(c.out, Datas(ReadCaptured(Data(), "stdout"))), "");
+    EXPECT_EQ(MultisetDiff(c.err, Datas(ReadCaptured(Data(), "stderr"))), "");
+  }
+}
+
+// A shell pipeline and a command substitution keep their output: only what reaches the
+// outermost program's stdout is captured.
+TEST_F(PreloadTest, PipesInsideAShellAreNotCaptured) {
+  RunSpec spec{.argv = {Which("sh"), "-c", "x=$(echo inner); echo \"got $x\" | tr a-z A-Z"},
+               .env = {"COMET_DIR=" + Data()}};
+  const Run r = comet_test::RunProgram(spec);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(Datas(ReadCaptured(Data(), "stdout")), std::vector<std::string>{"GOT INNER"});
+}
+
+TEST_F(PreloadTest, LoggerSendsToTheSyslogSocket) {
+  const std::string logger = Which("logger");
+  if (logger.empty()) GTEST_SKIP() << "no logger";
+  SyslogListener listener(Sub("log"));
+  RunSpec spec{.argv = {logger, "-u", Sub("log"), "-t", "tagged", "hello from logger"},
+               .env = {"COMET_DIR=" + Data(), "COMET_SYSLOG_SOCKET=" + Sub("log")}};
+  const Run r = comet_test::RunProgram(spec);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const std::vector<std::string> got = Datas(ReadCaptured(Data(), "syslog"));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].rfind("<13>", 0), 0u) << got[0];
+  EXPECT_NE(got[0].find("tagged"), std::string::npos) << got[0];
+  EXPECT_NE(got[0].find("hello from logger"), std::string::npos) << got[0];
+  EXPECT_EQ(listener.Drain().size(), 1u) << "the datagram is still delivered";
+}
+
+}  // namespace
