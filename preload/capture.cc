@@ -194,6 +194,12 @@ bool Emit(int sink, SinkState& s, std::span<const std::string_view> lines) {
   }
 }
 
+// Lines Comet could not take: counted here and in the directory (comet stats).
+void CountLost(uint64_t lines) {
+  S().lost.fetch_add(lines, std::memory_order_relaxed);
+  S().client->CountUncapturedLines(lines);
+}
+
 // Lines on their way to Emit, pointing into the caller's buffer or the partial buffer.
 class Batch {
  public:
@@ -213,7 +219,7 @@ class Batch {
  private:
   // Comet could not take them: to the original destination (unless tee wrote them already).
   void Lost() {
-    S().lost.fetch_add(k_, std::memory_order_relaxed);
+    CountLost(k_);
     if (S().settings.tee) return;
     static const char kNewline = '\n';
     for (size_t i = 0; i < k_; i++) {
@@ -352,7 +358,7 @@ bool CaptureMessage(int sink, const char* data, size_t n) {
   SinkLock lock(s);
   const std::string_view line(data, n);
   if (Emit(sink, s, std::span<const std::string_view>(&line, 1))) return true;
-  S().lost.fetch_add(1, std::memory_order_relaxed);
+  CountLost(1);
   return false;
 }
 

@@ -3,7 +3,9 @@
 // descriptor is the original stdout or stderr is captured here and never enters the stream's
 // buffer. That buffer stays unallocated, so the inline putc_unlocked of programs built with
 // optimisation always falls through to __overflow, which is hooked too. With COMET_TEE=1 the
-// real function also runs (stdout is then line-buffered for the same reason).
+// real function also runs, buffering as it would without the shim (so that the original output
+// is byte-identical); inline putc_unlocked into a fully buffered stream's buffer is then
+// delivered but not captured.
 #include <stdarg.h>
 #include <stdio.h>
 

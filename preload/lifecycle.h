@@ -1,6 +1,8 @@
 // Starting and stopping capture (the constructor, fork and exit handlers in shim.cc).
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 
 #include "settings.h"
@@ -16,5 +18,9 @@ void StopCapture();
 // buffers and picks its own shards.
 void LockSinksForFork();
 void UnlockSinksAfterFork(bool child);
+// Gives the data directory (recursively) to uid:gid. REQUIRES: root, capture started.
+void HandDirectoryTo(uid_t uid, gid_t gid);
+// The same for COMET_USER's user and group (as root; otherwise only checks the name).
+bool HandDirectoryToUser(const std::string& user, std::string* error);
 
 }  // namespace comet_preload

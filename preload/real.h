@@ -69,11 +69,9 @@ namespace comet_preload {
   X(setlogmask, int, (int))                                                                \
   X(vsyslog, void, (int, const char*, va_list))                                            \
   X(setuid, int, (uid_t))                                                                  \
-  X(setgid, int, (gid_t))                                                                  \
+  X(seteuid, int, (uid_t))                                                                 \
   X(setresuid, int, (uid_t, uid_t, uid_t))                                                 \
-  X(setresgid, int, (gid_t, gid_t, gid_t))                                                 \
-  X(setreuid, int, (uid_t, uid_t))                                                         \
-  X(setregid, int, (gid_t, gid_t))
+  X(setreuid, int, (uid_t, uid_t))
 
 #define COMET_PRELOAD_DECLARE(name, ret, params) using name##_fn = ret(*) params;
 COMET_PRELOAD_REAL_FUNCTIONS(COMET_PRELOAD_DECLARE)

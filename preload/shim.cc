@@ -41,16 +41,16 @@ __attribute__((constructor)) void Init() {
     if (!settings.status().IsNotFound()) Diagnose(settings.status().message());
     return;
   }
-  const bool tee = settings->tee;
+  const std::string user = settings->user;
   std::string error;
   if (!StartCapture(std::move(*settings), &error)) {
     Diagnose(error);
     return;
   }
-  if (tee) {
-    // The real stdio buffers carry the tee'd copy; line buffering makes inline putc_unlocked
-    // reach __overflow (and so the shim) for every character.
-    if (StdioSink(stdout) >= 0) setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);
+  if (!user.empty() && !HandDirectoryToUser(user, &error)) {
+    StopCapture();
+    Diagnose(error);
+    return;
   }
   pthread_atfork(AtForkPrepare, AtForkParent, AtForkChild);
   atexit(AtExit);

@@ -25,7 +25,8 @@ using comet_test::Datas;
 using comet_test::MultisetDiff;
 using comet_test::Output;
 using comet_test::ReadCaptured;
-using comet_test::Run;
+using comet_test::Program;
+using comet_test::ProgramRun;
 using comet_test::RunSpec;
 
 const char* const kSinks[] = {"stdout", "stderr", "syslog"};
@@ -46,7 +47,7 @@ class PreloadTest : public comet_test::TempDirTest {
   }
 
   // Runs the target under the shim with COMET_DIR=Data() and its manifest on fd 3.
-  Run RunTarget(std::vector<std::string> args, std::vector<std::string> env = {},
+  ProgramRun RunTarget(std::vector<std::string> args, std::vector<std::string> env = {},
                 Output out = Output::kPipe, bool fortify = false) {
     RunSpec spec;
     spec.argv = {Target(fortify)};
@@ -71,9 +72,9 @@ class PreloadTest : public comet_test::TempDirTest {
 };
 
 TEST_F(PreloadTest, InertWithoutCometDir) {
-  RunSpec plain{.argv = {Target(), "stdio"}, .shim = false};
-  RunSpec shimmed{.argv = {Target(), "stdio"}};
-  const Run a = comet_test::RunProgram(plain), b = comet_test::RunProgram(shimmed);
+  const RunSpec plain = Program({Target(), "stdio"}, {}, false);
+  const RunSpec shimmed = Program({Target(), "stdio"});
+  const ProgramRun a = comet_test::RunProgram(plain), b = comet_test::RunProgram(shimmed);
   EXPECT_EQ(a.exit_code, 0);
   EXPECT_EQ(b.exit_code, 0);
   EXPECT_EQ(a.out, b.out);
@@ -84,7 +85,7 @@ TEST_F(PreloadTest, InertWithoutCometDir) {
 class PreloadEntryPoints : public PreloadTest, public ::testing::WithParamInterface<bool> {};
 
 TEST_P(PreloadEntryPoints, EveryStdioErrAndFdEntryPointCapturedOnce) {
-  const Run r = RunTarget({"stdio"}, {}, Output::kPipe, GetParam());
+  const ProgramRun r = RunTarget({"stdio"}, {}, Output::kPipe, GetParam());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "") << "lines reached the real stdout with tee off";
   EXPECT_EQ(r.err, "");
@@ -92,7 +93,7 @@ TEST_P(PreloadEntryPoints, EveryStdioErrAndFdEntryPointCapturedOnce) {
 }
 
 TEST_P(PreloadEntryPoints, PartialLongAndBinaryLinesAndExitWithoutFlush) {
-  const Run r = RunTarget({"lines"}, {}, Output::kPipe, GetParam());
+  const ProgramRun r = RunTarget({"lines"}, {}, Output::kPipe, GetParam());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(r.err, "");
@@ -103,7 +104,7 @@ INSTANTIATE_TEST_SUITE_P(PlainAndFortified, PreloadEntryPoints, ::testing::Bool(
                          [](const auto& info) { return info.param ? "Fortify" : "Plain"; });
 
 TEST_F(PreloadTest, ThreadsWriteWholeLinesInOrderToOneShard) {
-  const Run r = RunTarget({"threads"});
+  const ProgramRun r = RunTarget({"threads"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ExpectManifestCaptured();
   std::vector<Captured> got = ReadCaptured(Data(), "stdout");
@@ -121,7 +122,7 @@ TEST_F(PreloadTest, ThreadsWriteWholeLinesInOrderToOneShard) {
 }
 
 TEST_F(PreloadTest, ForkSpawnExecVforkAndSignalHandlerEachLineOnce) {
-  const Run r = RunTarget({"procs"});
+  const ProgramRun r = RunTarget({"procs"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(r.err, "");
@@ -160,7 +161,7 @@ class SyslogListener {
 
 TEST_F(PreloadTest, SyslogCallsAndDatagramsToTheSyslogSocket) {
   SyslogListener listener(Sub("log"));
-  const Run r = RunTarget({"syslog", Sub("log")}, {"COMET_SYSLOG_SOCKET=" + Sub("log")});
+  const ProgramRun r = RunTarget({"syslog", Sub("log")}, {"COMET_SYSLOG_SOCKET=" + Sub("log")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ExpectManifestCaptured();
   // Datagrams are captured and still delivered; syslog() calls are captured only.
@@ -171,7 +172,7 @@ TEST_F(PreloadTest, SyslogCallsAndDatagramsToTheSyslogSocket) {
 }
 
 TEST_F(PreloadTest, DupCloseAndDup2FollowTheOpenFileNotTheNumber) {
-  const Run r = RunTarget({"fds", dir_});
+  const ProgramRun r = RunTarget({"fds", dir_});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(r.err, "");
@@ -180,23 +181,23 @@ TEST_F(PreloadTest, DupCloseAndDup2FollowTheOpenFileNotTheNumber) {
 }
 
 TEST_F(PreloadTest, SocketAsStdoutCapturesSends) {
-  const Run r = RunTarget({"socket"}, {}, Output::kSocket);
+  const ProgramRun r = RunTarget({"socket"}, {}, Output::kSocket);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "");
   ExpectManifestCaptured();
 }
 
 TEST_F(PreloadTest, RegularFileAsStdoutCapturesPositionedWrites) {
-  const Run r = RunTarget({"seek"}, {}, Output::kFile);
+  const ProgramRun r = RunTarget({"seek"}, {}, Output::kFile);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "") << "the file was written with tee off";
   ExpectManifestCaptured();
 }
 
 TEST_F(PreloadTest, TeeLeavesTheOriginalOutputByteIdentical) {
-  RunSpec plain{.argv = {Target(), "stdio"}, .shim = false};
-  const Run a = comet_test::RunProgram(plain);
-  const Run b = RunTarget({"stdio"}, {"COMET_TEE=1"});
+  const RunSpec plain = Program({Target(), "stdio"}, {}, false);
+  const ProgramRun a = comet_test::RunProgram(plain);
+  const ProgramRun b = RunTarget({"stdio"}, {"COMET_TEE=1"});
   ASSERT_EQ(b.exit_code, 0);
   EXPECT_EQ(a.out, b.out);
   EXPECT_EQ(a.err, b.err);
@@ -204,7 +205,7 @@ TEST_F(PreloadTest, TeeLeavesTheOriginalOutputByteIdentical) {
 }
 
 TEST_F(PreloadTest, ExitStatusOfErrIsKept) {
-  const Run r = RunTarget({"exit", "3"});
+  const ProgramRun r = RunTarget({"exit", "3"});
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(Datas(ReadCaptured(Data(), "stdout")), std::vector<std::string>{"exiting"});
@@ -223,10 +224,10 @@ TEST_F(PreloadTest, BadValuesLeaveTheProgramRunningUncaptured) {
                {"COMET_MAX_LINE=12 parsecs", "COMET_MAX_LINE="},
                {"COMET_STDOUT_STREAM=a/b", "COMET_STDOUT_STREAM='a/b'"},
                {"COMET_CONFIG_sync_mode=sometimes", "COMET_CONFIG_sync_mode='sometimes'"},
-               {"COMET_CONFIG_no_such_key=1", "no such config key"}};
+               {"COMET_CONFIG_no_such_key=1", "COMET_CONFIG_no_such_key='1': no such config key"}};
   for (const auto& c : cases) {
     SCOPED_TRACE(c.var);
-    const Run r = RunTarget({"exit", "4"}, {c.var});
+    const ProgramRun r = RunTarget({"exit", "4"}, {c.var});
     EXPECT_EQ(r.exit_code, 4);
     EXPECT_EQ(r.out, "exiting\n");
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 2) << r.err;
@@ -237,8 +238,8 @@ TEST_F(PreloadTest, BadValuesLeaveTheProgramRunningUncaptured) {
 
 TEST_F(PreloadTest, UnusableDirectoryLeavesTheProgramRunningUncaptured) {
   ASSERT_TRUE(comet_test::WriteFile(Sub("file"), "not a directory"));
-  RunSpec spec{.argv = {Target(), "exit", "5"}, .env = {"COMET_DIR=" + Sub("file") + "/data"}};
-  const Run r = comet_test::RunProgram(spec);
+  const RunSpec spec = Program({Target(), "exit", "5"}, {"COMET_DIR=" + Sub("file") + "/data"});
+  const ProgramRun r = comet_test::RunProgram(spec);
   EXPECT_EQ(r.exit_code, 5);
   EXPECT_EQ(r.out, "exiting\n");
   EXPECT_NE(r.err.find("comet_preload: "), std::string::npos) << r.err;
@@ -247,17 +248,16 @@ TEST_F(PreloadTest, UnusableDirectoryLeavesTheProgramRunningUncaptured) {
 }
 
 TEST_F(PreloadTest, CxxIostreamsSyncedAndUnsynced) {
-  for (const char* mode : {"synced", "unsynced"}) {
+  for (const std::string mode : {"synced", "unsynced"}) {
     SCOPED_TRACE(mode);
-    RemoveAll(Data());
-    RunSpec spec{.argv = {comet_test::BinDir() + "/preload_target_cxx", mode},
-                 .env = {"COMET_DIR=" + Data()}};
-    const Run r = comet_test::RunProgram(spec);
+    const std::string data = Sub(mode);
+    const RunSpec spec = Program({comet_test::BinDir() + "/preload_target_cxx", mode}, {"COMET_DIR=" + data});
+    const ProgramRun r = comet_test::RunProgram(spec);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(r.out, "");
     EXPECT_EQ(r.err, "");
-    EXPECT_EQ(MultisetDiff({"cout 1", "cout 2.5", "cout last"}, Datas(ReadCaptured(Data(), "stdout"))), "");
-    EXPECT_EQ(MultisetDiff({"cerr 3", "clog 4"}, Datas(ReadCaptured(Data(), "stderr"))), "");
+    EXPECT_EQ(MultisetDiff({"cout 1", "cout 2.5", "cout last"}, Datas(ReadCaptured(data, "stdout"))), "");
+    EXPECT_EQ(MultisetDiff({"cerr 3", "clog 4"}, Datas(ReadCaptured(data, "stderr"))), "");
   }
 }
 
@@ -280,32 +280,33 @@ TEST_F(PreloadTest, CoreutilsAndPython) {
       {{Which("echo"), "hello", "world"}, {"hello world"}, {}},
       {{Which("printf"), "%s-%d\\n%s", "a", "1", "tail"}, {"a-1", "tail"}, {}},
       {{Which("seq"), "3"}, {"1", "2", "3"}, {}},
-      {{Which("ls"), "/nonexistent-path"}, {}, {"ls: cannot access '/nonexistent-path': No such file or directory"}},
+      {{Which("ls"), "/nonexistent-path"}, {}, {Which("ls") + ": cannot access '/nonexistent-path': No such file or directory"}},
   };
   if (!py.empty()) {
     const std::string script = "import sys\nprint('py out')\nprint('py err', file=sys.stderr)\nprint('partial', end='')";
     cases.push_back({{py, "-c", script}, {"py out", "partial"}, {"py err"}});
     cases.push_back({{py, "-u", "-c", script}, {"py out", "partial"}, {"py err"}});
   }
-  for (const Case& c : cases) {
+  for (size_t i = 0; i < cases.size(); i++) {
+    const Case& c = cases[i];
     SCOPED_TRACE(c.argv[0] + " " + c.argv[1]);
     if (c.argv[0].empty()) continue;
-    RemoveAll(Data());
-    RunSpec spec{.argv = c.argv, .env = {"COMET_DIR=" + Data()}};
-    const Run r = comet_test::RunProgram(spec);
+    const std::string data = Sub("data-" + std::to_string(i));
+    const RunSpec spec = Program(c.argv, {"COMET_DIR=" + data});
+    const ProgramRun r = comet_test::RunProgram(spec);
     EXPECT_EQ(r.out, "");
     EXPECT_EQ(r.err, "");
-    EXPECT_EQ(MultisetDiff(c.out, Datas(ReadCaptured(Data(), "stdout"))), "");
-    EXPECT_EQ(MultisetDiff(c.err, Datas(ReadCaptured(Data(), "stderr"))), "");
+    EXPECT_EQ(MultisetDiff(c.out, Datas(ReadCaptured(data, "stdout"))), "");
+    EXPECT_EQ(MultisetDiff(c.err, Datas(ReadCaptured(data, "stderr"))), "");
   }
 }
 
 // A shell pipeline and a command substitution keep their output: only what reaches the
 // outermost program's stdout is captured.
 TEST_F(PreloadTest, PipesInsideAShellAreNotCaptured) {
-  RunSpec spec{.argv = {Which("sh"), "-c", "x=$(echo inner); echo \"got $x\" | tr a-z A-Z"},
-               .env = {"COMET_DIR=" + Data()}};
-  const Run r = comet_test::RunProgram(spec);
+  const RunSpec spec = Program({Which("sh"), "-c", "x=$(echo inner); echo \"got $x\" | tr a-z A-Z"},
+                               {"COMET_DIR=" + Data()});
+  const ProgramRun r = comet_test::RunProgram(spec);
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(Datas(ReadCaptured(Data(), "stdout")), std::vector<std::string>{"GOT INNER"});
@@ -315,9 +316,9 @@ TEST_F(PreloadTest, LoggerSendsToTheSyslogSocket) {
   const std::string logger = Which("logger");
   if (logger.empty()) GTEST_SKIP() << "no logger";
   SyslogListener listener(Sub("log"));
-  RunSpec spec{.argv = {logger, "-u", Sub("log"), "-t", "tagged", "hello from logger"},
-               .env = {"COMET_DIR=" + Data(), "COMET_SYSLOG_SOCKET=" + Sub("log")}};
-  const Run r = comet_test::RunProgram(spec);
+  const RunSpec spec = Program({logger, "-u", Sub("log"), "-t", "tagged", "hello from logger"},
+                               {"COMET_DIR=" + Data(), "COMET_SYSLOG_SOCKET=" + Sub("log")});
+  const ProgramRun r = comet_test::RunProgram(spec);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   const std::vector<std::string> got = Datas(ReadCaptured(Data(), "syslog"));
   ASSERT_EQ(got.size(), 1u);

@@ -37,7 +37,7 @@ inline std::string ShimPath() { return BinDir() + "/../lib/libcomet_preload.so";
 // How the program's stdout is connected.
 enum class Output { kPipe, kFile, kSocket };
 
-struct Run {
+struct ProgramRun {
   int exit_code = -1;  // -1 unless it exited normally
   int signal = 0;
   std::string out, err;
@@ -52,6 +52,16 @@ struct RunSpec {
   std::string manifest;           // if set, opened as fd 3 (the target's expectations)
 };
 
+// A program run under the shim (or without it), its stdout a pipe.
+inline RunSpec Program(std::vector<std::string> argv, std::vector<std::string> env = {},
+                       bool shim = true) {
+  RunSpec spec;
+  spec.argv = std::move(argv);
+  spec.env = std::move(env);
+  spec.shim = shim;
+  return spec;
+}
+
 // The environment without any COMET_* or LD_PRELOAD of the test's own.
 inline std::vector<std::string> CleanEnv() {
   std::vector<std::string> env;
@@ -65,8 +75,8 @@ inline std::vector<std::string> CleanEnv() {
 
 // Runs the program to its end, reading stdout and stderr as they come (a 1 MiB line would
 // fill a pipe). The child dies with the test (PR_SET_PDEATHSIG) and is reaped by pid.
-inline Run RunProgram(const RunSpec& spec) {
-  Run r;
+inline ProgramRun RunProgram(const RunSpec& spec) {
+  ProgramRun r;
   int out[2] = {-1, -1}, err[2];
   if (pipe2(err, O_CLOEXEC) != 0) return r;
   int child_out = -1;
@@ -128,9 +138,17 @@ inline Run RunProgram(const RunSpec& spec) {
     if (f.fd >= 0) close(f.fd);
   }
   if (pid > 0) {
-    kill(pid, SIGKILL);  // no-op when it has exited; never leave it running
+    // Closing its output is not the end (what it writes at exit comes after): wait for it,
+    // generously, and kill it only if it hangs.
     int status = 0;
-    if (waitpid(pid, &status, 0) == pid) {
+    const int64_t deadline = MonotonicNs() + 120'000'000'000;
+    pid_t got;
+    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && MonotonicNs() < deadline) usleep(2000);
+    if (got == 0) {
+      kill(pid, SIGKILL);
+      got = waitpid(pid, &status, 0);
+    }
+    if (got == pid) {
       if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
       if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
     }

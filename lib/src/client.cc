@@ -191,6 +191,11 @@ Status Client::Read(std::string_view stream, uint64_t entry, Entry* out) {
   return Read(*s, entry, out);
 }
 
+void Client::CountUncapturedLines(uint64_t lines) {
+  shm::ControlRegion* control = impl_->ctx_->control;
+  if (control) control->header()->uncaptured_lines.fetch_add(lines, std::memory_order_relaxed);
+}
+
 Result<std::string> Client::PickStream(std::string_view prefix, std::string_view key,
                                        uint32_t shard_count) {
   return impl_->PickStream(prefix, key, shard_count);

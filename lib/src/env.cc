@@ -39,6 +39,27 @@ std::string Join(const std::string& a, const std::string& b) {
   return a + "/" + b;
 }
 
+namespace {
+
+// A root process creating a file or directory gives it the owner and group of the directory it
+// is created in, so that a data directory handed to an unprivileged user stays writable by that
+// user whatever root creates in it later (a server's master writing beside its workers, which
+// dropped privileges). Best effort: a failure leaves root as the owner, as before.
+void TakeParentOwner(int fd, const std::string& path) {
+  if (geteuid() != 0) return;
+  const size_t slash = path.rfind('/');
+  const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  struct stat dir, self;
+  if (stat(parent.c_str(), &dir) != 0) return;
+  const int got = fd >= 0 ? fstat(fd, &self) : lstat(path.c_str(), &self);
+  if (got != 0 || (self.st_uid == dir.st_uid && self.st_gid == dir.st_gid)) return;
+  const int rc = fd >= 0 ? fchown(fd, dir.st_uid, dir.st_gid)
+                         : lchown(path.c_str(), dir.st_uid, dir.st_gid);
+  (void)rc;
+}
+
+}  // namespace
+
 Status MkdirAll(const std::string& path) {
   if (path.empty()) return Status::Invalid("empty directory path");
   std::string cur;
@@ -47,8 +68,12 @@ Status MkdirAll(const std::string& path) {
     size_t j = path.find('/', i);
     if (j == std::string::npos) j = path.size();
     cur = path.substr(0, j);
-    if (!cur.empty() && mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
-      return Status::FromErrno(errno, "mkdir " + cur);
+    if (!cur.empty()) {
+      if (mkdir(cur.c_str(), 0755) == 0) {
+        TakeParentOwner(-1, cur);
+      } else if (errno != EEXIST) {
+        return Status::FromErrno(errno, "mkdir " + cur);
+      }
     }
     i = j + 1;
   }
@@ -108,6 +133,7 @@ Result<int> OpenFile(const std::string& path, int flags, mode_t mode) {
     if (errno == ENOENT) return Status::NotFound("no file " + path);
     return Status::FromErrno(errno, "open " + path);
   }
+  if (flags & O_CREAT) TakeParentOwner(fd, path);
   return fd;
 }
 

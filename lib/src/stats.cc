@@ -462,6 +462,9 @@ void AppendDirectoryCounters(std::string* out, const DirectoryStats& s) {
       {"comet_torn_tails", {"Torn tails truncated by recovery.", s.torn_tails}},
       {"comet_gaps", {"Missing segments reported.", s.gaps}},
       {"comet_takeovers", {"Shards taken over from dead owners.", s.takeovers}},
+      {"comet_uncaptured_lines",
+       {"Output lines the LD_PRELOAD shim could not store (sent to their original destination).",
+        s.uncaptured_lines}},
   };
   for (const auto& [name, help_value] : counters) {
     AppendFamily(out, name, "counter", help_value.first);
@@ -509,6 +512,7 @@ Result<DirectoryStats> ReadStats(const std::string& dir) {
   s.torn_tails = h->torn_tails.load(std::memory_order_relaxed);
   s.gaps = h->gaps.load(std::memory_order_relaxed);
   s.takeovers = h->takeovers.load(std::memory_order_relaxed);
+  s.uncaptured_lines = h->uncaptured_lines.load(std::memory_order_relaxed);
   ReadProcesses(r, dir, &s);
   ReadStreams(r, dir, &s);
   return s;
@@ -529,6 +533,7 @@ std::string FormatStatsJson(const DirectoryStats& s) {
     c.Num("torn_tails", s.torn_tails);
     c.Num("gaps", s.gaps);
     c.Num("takeovers", s.takeovers);
+    c.Num("uncaptured_lines", s.uncaptured_lines);
     c.Close();
   }
   o.Key("processes");
@@ -567,8 +572,10 @@ std::string FormatStatsText(const DirectoryStats& s) {
                            s.dir.c_str(), VersionText(s.layout_version).c_str(), s.streams.size(),
                            s.max_streams, live, s.max_processes);
   out += Format("counters: %" PRIu64 " rebuilds, %" PRIu64 " corrupt records, %" PRIu64
-                " torn tails, %" PRIu64 " gaps, %" PRIu64 " takeovers\n",
-                s.rebuilds, s.corrupt_records, s.torn_tails, s.gaps, s.takeovers);
+                " torn tails, %" PRIu64 " gaps, %" PRIu64 " takeovers, %" PRIu64
+                " uncaptured lines\n",
+                s.rebuilds, s.corrupt_records, s.torn_tails, s.gaps, s.takeovers,
+                s.uncaptured_lines);
   AppendProcessTable(&out, s);
   AppendStreamTable(&out, s);
   AppendOpTable(&out, s);

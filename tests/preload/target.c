@@ -151,8 +151,9 @@ static void run_stdio(void) {
   error_at_line(0, 0, "file.c", 12, "at line"); expect("stderr", "%s:file.c:12: at line", program_invocation_name);
   /* errno survives a captured write, as it would an uncaptured one */
   errno = ERANGE;
-  printf("errno kept\n");                       expect("stdout", "errno kept");
-  if (errno != ERANGE) printf("errno changed to %d\n", errno);
+  printf("errno kept\n");
+  int kept = errno;                             expect("stdout", "errno kept");
+  if (kept != ERANGE) printf("errno changed to %d\n", kept);
   /* return values as without the shim */
   int r1 = printf("ret %s\n", "abc");           expect("stdout", "ret abc");
   if (r1 != 8) printf("printf returned %d\n", r1);

@@ -223,6 +223,10 @@ class Client {
   // file), and later takeovers of shards from dead processes, one line each naming the file and
   // offset. Empty for a clean directory.
   std::vector<std::string> RecoveryReport() const;
+  // Counts output lines that a capture layered on this client (the LD_PRELOAD shim) could not
+  // store and sent to their original destination instead; `comet stats` reports the total of
+  // every process as uncaptured_lines. Lock-free.
+  void CountUncapturedLines(uint64_t lines);
 
   const std::string& dir() const;
   const Config& config() const;

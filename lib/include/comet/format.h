@@ -186,6 +186,8 @@ struct ControlHeader {
   std::atomic<uint64_t> torn_tails;                       // 208: torn tails truncated
   std::atomic<uint64_t> gaps;                             // 216: missing segments reported
   std::atomic<uint64_t> takeovers;                        // 224: shards taken from dead owners
+  std::atomic<uint64_t> uncaptured_lines;                 // 232: output lines the LD_PRELOAD
+                                                          //      shim could not store
 };
 static_assert(offsetof(ControlHeader, magic) == 0);
 static_assert(offsetof(ControlHeader, version) == 8);
@@ -211,6 +213,7 @@ static_assert(offsetof(ControlHeader, corrupt_records) == 200);
 static_assert(offsetof(ControlHeader, torn_tails) == 208);
 static_assert(offsetof(ControlHeader, gaps) == 216);
 static_assert(offsetof(ControlHeader, takeovers) == 224);
+static_assert(offsetof(ControlHeader, uncaptured_lines) == 232);
 static_assert(sizeof(ControlHeader) <= kControlHeaderSize);
 
 // One per process that has the directory open in multi-process mode (a single-mode writer uses

@@ -52,6 +52,8 @@ struct DirectoryStats {
   uint32_t max_processes = 0;
   uint32_t max_streams = 0;
   uint64_t rebuilds = 0, corrupt_records = 0, torn_tails = 0, gaps = 0, takeovers = 0;
+  // Output lines the LD_PRELOAD shim could not store (they went to their original destination).
+  uint64_t uncaptured_lines = 0;
   std::vector<ProcessInfo> processes;  // slots ever used
   std::vector<StreamStats> streams;    // sorted by name
   // Indexed by format::MetricOp, summed over every process slot.
