@@ -1,5 +1,7 @@
 // ClientImpl, the directory side: claiming it, the control region and membership, the prefix
 // registry, streams, background threads, and closing.
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -174,12 +176,19 @@ void ClientImpl::RemoveCrashLeftovers() {
   }
 }
 
+// The threads start with every signal blocked, so that the host's signals are handled by its
+// own threads: a server that waits for them in sigsuspend (nginx's master) or reads them from a
+// signalfd would otherwise see them taken by a background thread of the library.
 void ClientImpl::StartThreads() {
   stop_.store(false, std::memory_order_release);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   maintainer_thread_ = std::thread([this] { MaintainerLoop(); });
   if (ctx_->cfg.sync.mode == SyncMode::kInterval) {
     syncer_thread_ = std::thread([this] { SyncerLoop(); });
   }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 void ClientImpl::StopThreads() {
