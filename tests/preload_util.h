@@ -24,15 +24,14 @@ extern char** environ;
 
 namespace comet_test {
 
-// build/bin (beside the comet tool) and the shim in build/lib.
-inline std::string BinDir() {
-  std::string tool = ToolBinary();
-  char* real = realpath(tool.c_str(), nullptr);
-  std::string abs = real ? real : tool;
+// The shim in build/lib, as an absolute path (LD_PRELOAD is resolved in every directory).
+inline std::string ShimPath() {
+  const std::string path = BinDir() + "/../lib/libcomet_preload.so";
+  char* real = realpath(path.c_str(), nullptr);
+  std::string abs = real ? real : path;
   free(real);
-  return abs.substr(0, abs.rfind('/'));
+  return abs;
 }
-inline std::string ShimPath() { return BinDir() + "/../lib/libcomet_preload.so"; }
 
 // How the program's stdout is connected.
 enum class Output { kPipe, kFile, kSocket };
