@@ -18,6 +18,7 @@
 #include "comet/comet.h"
 #include "comet/config.h"
 #include "comet/format.h"
+#include "comet/stats.h"
 #include "comet/status.h"
 #include "comet/stream.h"
 #include "test_util.h"
@@ -898,6 +899,23 @@ TEST_F(LogTest, NoneModeNeverSyncsUntilAskedTo) {
   EXPECT_EQ(c->GetStats().syncs, 0u);
   ASSERT_OK(c->Sync());
   EXPECT_GE(c->GetStats().syncs, 1u);
+}
+
+// The control region's synced_entry moves only after a write-back succeeded: in always mode it
+// covers an entry by the time its Append returns.
+TEST_F(LogTest, AlwaysModeAppendReturnsOnlyOnceItsEntryIsSynced) {
+  Config cfg;
+  ASSERT_OK(cfg.Set("sync.mode", "always"));
+  auto c = Open(cfg);
+  ASSERT_TRUE(c);
+  for (uint64_t i = 0; i < 20; i++) {
+    EntryId id;
+    ASSERT_OK(c->Append("always:shard:0001", "x" + std::to_string(i), &id));
+    auto st = comet::ReadStats(dir_);
+    ASSERT_TRUE(st.ok()) << st.status().ToString();
+    ASSERT_EQ(st->streams.size(), 1u);
+    EXPECT_GE(st->streams[0].synced_entry, id.entry + 1) << "entry " << id.entry;
+  }
 }
 
 TEST_F(LogTest, AlwaysModeWithConcurrentAppendersReadsBack) {
