@@ -404,6 +404,41 @@ TEST_F(ConsumerTest, ADamagedGroupFileIsReportedAndSetAside) {
 
 // ---- real processes, real SIGKILL ------------------------------------------------------------
 
+// Forks a consumer of group "g" that reads exactly `read` entries of `stream`, acks the first
+// `acked` of them, says so over a pipe and waits to be killed. Returns its pid once it has acked,
+// or -1 (the child reaped) if it failed first.
+pid_t StartChildThatAcks(const std::string& dir, const Config& cfg, const std::string& stream,
+                         size_t read, size_t acked) {
+  int up[2];
+  if (pipe(up) != 0) return -1;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(up[0]);
+    auto r = Client::Open(dir, cfg);
+    if (!r.ok()) _exit(2);
+    auto k = Consumer::Open(r->get(), "g");
+    if (!k.ok()) _exit(3);
+    std::vector<Message> msgs;
+    if (!(*k)->Read(stream, read, &msgs).ok() || msgs.size() != read) _exit(4);
+    std::vector<EntryId> ids;
+    for (size_t i = 0; i < acked; i++) ids.push_back(msgs[i].id);
+    if (!(*k)->Ack(ids).ok()) _exit(5);
+    char ready = 'a';
+    comet_test::WriteFull(up[1], &ready, 1);
+    pause();
+    _exit(0);
+  }
+  close(up[1]);
+  char ready = 0;
+  const bool ok = pid > 0 && comet_test::ReadFull(up[0], &ready, 1, 30000);
+  close(up[0]);
+  if (pid > 0 && !ok) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  return ok ? pid : -1;
+}
+
 // A child consumes and acks, reporting each acked entry number over a pipe, and is SIGKILLed in
 // the middle; whatever it reported acked is never delivered again, and nothing is lost.
 TEST_F(ConsumerTest, SigkillOfAConsumerLosesNoAckAndRedeliversOnlyUnacked) {
@@ -482,28 +517,8 @@ TEST_F(ConsumerTest, SigkillBetweenHandlerAndAckRedelivers) {
     Fill(c.get(), "h:shard:0000", 10);
     ASSERT_OK(c->Close());
   }
-  int up[2];
-  ASSERT_EQ(pipe(up), 0);
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    close(up[0]);
-    auto r = Client::Open(dir_, Quiet());
-    if (!r.ok()) _exit(2);
-    auto k = Consumer::Open(r->get(), "g");
-    if (!k.ok()) _exit(3);
-    std::vector<Message> msgs;
-    if (!(*k)->Read("h:shard:0000", 4, &msgs).ok() || msgs.size() != 4) _exit(4);
-    if (!(*k)->Ack(std::vector<EntryId>{msgs[0].id, msgs[1].id}).ok()) _exit(5);
-    char handled = 'h';  // entries 2 and 3 handled, not acked
-    comet_test::WriteFull(up[1], &handled, 1);
-    pause();
-    _exit(0);
-  }
-  close(up[1]);
-  char handled = 0;
-  ASSERT_TRUE(comet_test::ReadFull(up[0], &handled, 1, 30000));
-  close(up[0]);
+  const pid_t pid = StartChildThatAcks(dir_, Quiet(), "h:shard:0000", 4, 2);  // 2 and 3 not acked
+  ASSERT_GT(pid, 0);
   ASSERT_EQ(kill(pid, SIGKILL), 0);
   ASSERT_EQ(waitpid(pid, nullptr, 0), pid);
   auto c = Open();
@@ -519,30 +534,10 @@ TEST_F(ConsumerTest, IntervalModeWritesTheGroupFileWithoutClose) {
     Fill(c.get(), "i:shard:0000", 10);
     ASSERT_OK(c->Close());
   }
-  int up[2];
-  ASSERT_EQ(pipe(up), 0);
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    close(up[0]);
-    Config cfg = Quiet(comet::SyncMode::kInterval);
-    if (!cfg.Set("sync.interval", "20ms").ok()) _exit(1);
-    auto r = Client::Open(dir_, cfg);
-    if (!r.ok()) _exit(2);
-    auto k = Consumer::Open(r->get(), "g");
-    if (!k.ok()) _exit(3);
-    std::vector<Message> msgs;
-    if (!(*k)->Read("i:shard:0000", 6, &msgs).ok() || msgs.size() != 6) _exit(4);
-    if (!(*k)->Ack(msgs).ok()) _exit(5);
-    char acked = 'a';
-    comet_test::WriteFull(up[1], &acked, 1);
-    pause();
-    _exit(0);
-  }
-  close(up[1]);
-  char acked = 0;
-  ASSERT_TRUE(comet_test::ReadFull(up[0], &acked, 1, 30000));
-  close(up[0]);
+  Config cfg = Quiet(comet::SyncMode::kInterval);
+  ASSERT_OK(cfg.Set("sync.interval", "20ms"));
+  const pid_t pid = StartChildThatAcks(dir_, cfg, "i:shard:0000", 6, 6);
+  ASSERT_GT(pid, 0);
   // Wait (on the condition, generously) until the group file holds the ack.
   const int64_t deadline = comet_test::MonotonicNs() + 30'000'000'000;
   bool written = false;
