@@ -162,16 +162,17 @@ tests: $(BUILD)/bin/comet_tests $(BUILD)/bin/comet_probe_target $(BUILD)/bin/com
        preload $(PRELOAD_TARGETS)
 benches: $(BUILD)/bin/comet_bench
 
-# Every Debian package the build, the tests and the benchmarks need. Idempotent: installs
-# nothing when all are present.
+# Every Debian package the build, the tests and the benchmarks need, and the servers the shim's
+# tests and `make run` start under it. Idempotent: installs nothing when all are present.
 DEB_PKGS := g++ make libzstd-dev libboost-dev libgtest-dev libbenchmark-dev libbpf-dev \
-            bpftool clang llvm libelf-dev zlib1g-dev systemtap-sdt-dev pkg-config curl
+            bpftool clang llvm libelf-dev zlib1g-dev systemtap-sdt-dev pkg-config curl \
+            nginx apache2 python3-gunicorn
 deps:
 	$(Q)missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	    | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "  DEPS    installing:" $$missing; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
 # Tests run one binary; COMET_TEST_BIN lets process tests re-execute the tools.
