@@ -351,6 +351,22 @@ void CaptureIov(int sink, int fd, const struct iovec* iov, int iovcnt, size_t li
   }
 }
 
+void CountPassedThrough(const struct iovec* iov, int iovcnt) {
+  uint64_t lines = 0;
+  bool any = false;
+  for (int i = 0; i < iovcnt; i++) {
+    const char* p = static_cast<const char*>(iov[i].iov_base);
+    const char* end = p + iov[i].iov_len;
+    any = any || iov[i].iov_len > 0;
+    while ((p = static_cast<const char*>(std::memchr(p, '\n', end - p))) != nullptr) {
+      lines++;
+      p++;
+    }
+  }
+  if (lines == 0 && any) lines = 1;
+  if (lines > 0) CountLost(lines);
+}
+
 bool CaptureMessage(int sink, const char* data, size_t n) {
   while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\0')) n--;
   n = std::min<size_t>(n, S().settings.config.storage.max_entry_bytes);

@@ -77,6 +77,11 @@ void CaptureBytes(int sink, int fd, const char* data, size_t n);
 // real write, whatever it returned, with its errno).
 ssize_t WriteSink(int sink, int fd, const void* buf, size_t n);
 void CaptureIov(int sink, int fd, const struct iovec* iov, int iovcnt, size_t limit);
+// Bytes written to stdout or stderr by a signal handler that interrupted the shim on the same
+// thread: a sink's buffer may be mid-update, so they go to their destination as without the
+// shim, and their lines (a partial one counting as one) are counted as not captured.
+// Async-signal-safe.
+void CountPassedThrough(const struct iovec* iov, int iovcnt);
 // One whole message (a syslog line or a datagram): one entry, trailing newlines and NULs
 // dropped. False if Comet could not take it (counted; the caller delivers it).
 bool CaptureMessage(int sink, const char* data, size_t n);

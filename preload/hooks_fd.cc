@@ -61,6 +61,17 @@ ssize_t WritevSink(int sink, int fd, const struct iovec* iov, int iovcnt,
 
 ssize_t RealWritev(int fd, const struct iovec* iov, int iovcnt) { return REAL(writev)(fd, iov, iovcnt); }
 
+// The sink of a write made while this thread is already inside the shim. That is a signal
+// handler (the engine never writes to stdout or stderr): its lines cannot be captured now and
+// are counted as such (the caller delivers them).
+void CountNestedWrite(int fd, const struct iovec* iov, int iovcnt) {
+  const int sink = iovcnt > 0 ? SinkOfFd(fd) : -1;
+  if (sink >= 0 && sink != kSyslog) {
+    ErrnoKeeper keep;
+    CountPassedThrough(iov, iovcnt);
+  }
+}
+
 // Captures what a positioned write delivered. pwrite on a pipe or terminal fails with ESPIPE,
 // and the program must see that: only a regular file is written by the shim alone.
 template <class Deliver>
@@ -113,7 +124,12 @@ extern "C" {
 
 ssize_t write(int fd, const void* buf, size_t n) {
   Guard g;
-  const int sink = g.entered() ? SinkOfFd(fd) : -1;
+  if (!g.entered()) {
+    const struct iovec iov = {const_cast<void*>(buf), n};
+    CountNestedWrite(fd, &iov, 1);
+    return REAL(write)(fd, buf, n);
+  }
+  const int sink = SinkOfFd(fd);
   if (sink < 0) return REAL(write)(fd, buf, n);
   if (sink == kSyslog) {
     (void)CaptureMessage(kSyslog, static_cast<const char*>(buf), n);
@@ -124,7 +140,11 @@ ssize_t write(int fd, const void* buf, size_t n) {
 
 ssize_t writev(int fd, const struct iovec* iov, int iovcnt) {
   Guard g;
-  const int sink = g.entered() && iovcnt > 0 ? SinkOfFd(fd) : -1;
+  if (!g.entered()) {
+    CountNestedWrite(fd, iov, iovcnt);
+    return REAL(writev)(fd, iov, iovcnt);
+  }
+  const int sink = iovcnt > 0 ? SinkOfFd(fd) : -1;
   if (sink < 0) return REAL(writev)(fd, iov, iovcnt);
   if (sink == kSyslog) {
     CaptureIovMessage(iov, iovcnt);

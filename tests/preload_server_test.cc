@@ -215,10 +215,13 @@ class ServerUnderShimTest : public comet_test::TempDirTest {
     const int status = server_.Stop(kind.stop_signal);
     EXPECT_TRUE(WIFEXITED(status) || WIFSIGNALED(status));
     EXPECT_EQ(server_.out(), "") << "access lines reached the real stdout with tee off";
-    EXPECT_EQ(server_.err(), "");
+    // Only what a signal handler writes while the shim is busy on its thread (nginx's master
+    // logs the signals it gets) may reach the real stderr, and it is counted.
     auto stats = comet::ReadStats(Data());
     ASSERT_TRUE(stats.ok());
-    EXPECT_EQ(stats->uncaptured_lines, 0u);
+    const std::string& err = server_.err();
+    EXPECT_EQ(stats->uncaptured_lines, static_cast<uint64_t>(std::count(err.begin(), err.end(), '\n')))
+        << err;
   }
 
   ServerKind kind_;

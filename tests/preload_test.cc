@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include "comet/stats.h"
 #include "preload_util.h"
 #include "test_util.h"
 
@@ -68,6 +69,9 @@ class PreloadTest : public comet_test::TempDirTest {
       const std::string diff = MultisetDiff(manifest[sink], Datas(ReadCaptured(Data(), sink)));
       EXPECT_EQ(diff, "") << sink << " capture differs from what the program wrote:\n" << diff;
     }
+    auto stats = comet::ReadStats(Data());
+    ASSERT_TRUE(stats.ok());
+    EXPECT_EQ(stats->uncaptured_lines, 0u);
   }
 };
 
