@@ -31,7 +31,11 @@ std::set<std::string> HeaderFunctions() {
 TEST(Abi, SharedLibraryExportsExactlyTheFunctionsOfTheHeader) {
   const std::set<std::string> declared = HeaderFunctions();
   ASSERT_GE(declared.size(), 20u) << "the declarations of " << COMET_HEADER << " were not found";
-  EXPECT_TRUE(declared.count("comet_open") && declared.count("comet_scan_next"));
+  for (const char* name : {"comet_open", "comet_scan_next", "comet_consumer_open",
+                           "comet_consumer_read", "comet_consumer_ack", "comet_consumer_lag",
+                           "comet_consumer_close"}) {
+    EXPECT_TRUE(declared.count(name)) << name << " is not declared in " << COMET_HEADER;
+  }
   comet_test::Elf elf;
   ASSERT_TRUE(elf.Load(comet_test::SharedLibrary())) << comet_test::SharedLibrary();
   std::set<std::string> exported;
@@ -66,7 +70,8 @@ class AbiProgramTest : public comet_test::TempDirTest {};
 TEST_F(AbiProgramTest, AStrictC99ProgramRunsOnTheSharedLibraryAlone) {
   comet_test::RunResult r = comet_test::RunTool({comet_test::BinDir() + "/comet_c_client", dir_});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, "version=" + std::to_string(COMET_VERSION) + " appended=100 scanned=100\n")
+  EXPECT_EQ(r.out, "version=" + std::to_string(COMET_VERSION) +
+                       " appended=100 scanned=100 consumed=100\n")
       << r.err;
 }
 

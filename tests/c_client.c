@@ -1,7 +1,9 @@
 /* A C99 program that uses Comet through comet.h and libcomet.so alone: it checks the library's
  * version against the header's, appends 100 entries to c99:shard:0000 of DIR through a stream
- * handle in batches of 10, scans them back 16 at a time, and prints
- * "version=V appended=A scanned=S". Exit 1 on a failed call, 3 on a version mismatch.
+ * handle in batches of 10, scans them back 16 at a time, consumes them as group "c99" (reads
+ * 16 at a time, acks each batch, then checks the group's lag is 0), and prints
+ * "version=V appended=A scanned=S consumed=C". Exit 1 on a failed call, 3 on a version
+ * mismatch.
  *
  *   comet_c_client DIR
  */
@@ -59,7 +61,27 @@ int main(int argc, char **argv) {
   }
   if (n < 0) return die("comet_scan_next");
   comet_scan_close(it);
+
+  comet_consumer *k = NULL;
+  if (comet_consumer_open(c, "c99", &k) != COMET_OK) return die("comet_consumer_open");
+  int consumed = 0;
+  while ((n = comet_consumer_read(k, "c99:shard:*", m, 16, 0)) > 0) {
+    comet_id ids[16];
+    for (int i = 0; i < n; i++) {
+      const uint64_t e = m[i].id.entry;
+      consumed += e < kEntries && m[i].len == strlen(text[e]) &&
+                  memcmp(m[i].data, text[e], m[i].len) == 0;
+      ids[i] = m[i].id;
+    }
+    if (comet_consumer_ack(k, ids, (size_t)n) != COMET_OK) return die("comet_consumer_ack");
+  }
+  if (n < 0) return die("comet_consumer_read");
+  uint64_t lag = 1;
+  if (comet_consumer_lag(k, "c99:shard:*", &lag) != COMET_OK) return die("comet_consumer_lag");
+  if (lag != 0) consumed = -1;
+  if (comet_consumer_close(k) != COMET_OK) return die("comet_consumer_close");
   if (comet_close(c) != COMET_OK) return die("comet_close");
-  printf("version=%d appended=%d scanned=%d\n", version, appended, scanned);
+  printf("version=%d appended=%d scanned=%d consumed=%d\n", version, appended, scanned,
+         consumed);
   return 0;
 }

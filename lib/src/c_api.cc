@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "comet/client.h"
+#include "comet/consumer.h"
 #include "comet/stats.h"
 #include "env.h"
 
@@ -37,6 +38,11 @@ struct comet_scan {
   // messages point at.
   std::vector<comet::Entry> held;
   uint64_t skipped = 0;
+};
+
+struct comet_consumer {
+  std::unique_ptr<comet::Consumer> consumer;
+  std::vector<comet::Message> delivered;  // the last read's views (their bytes are the consumer's)
 };
 
 namespace {
@@ -70,7 +76,7 @@ int Guard(F&& f) {
   try {
     return f();
   } catch (const std::bad_alloc&) {
-    return Fail(COMET_ERR_IO, "out of memory");
+    return Fail(COMET_ERR_NOMEM, "out of memory");
   } catch (const std::exception& e) {
     return Fail(COMET_ERR_IO, std::string("internal error: ") + e.what());
   }
@@ -107,6 +113,12 @@ int AppendBatch(const char* what, const void* const* data, const size_t* lens, s
   });
 }
 
+comet_message ToMessage(const comet::EntryId& id, int64_t timestamp_ns, std::string_view data,
+                        const char* stream) {
+  return comet_message{comet_id{id.prefix_id, id.shard, id.entry}, timestamp_ns, data.data(),
+                       data.size(), stream};
+}
+
 // A struct versioned by size: fills the caller's `size` bytes with what fits of `full`, zeroes
 // fields this library does not know, and records in out->size how many bytes it filled.
 template <class T>
@@ -126,6 +138,7 @@ int FillSized(const T& full, T* out, size_t size, const char* what) {
 
 static_assert(COMET_ERR_INVALID == static_cast<int>(comet::Code::kInvalid));
 static_assert(COMET_ERR_VERSION == static_cast<int>(comet::Code::kVersion));
+static_assert(COMET_ERR_NOMEM == static_cast<int>(comet::Code::kNoMem));
 static_assert(sizeof(comet_id) == 16 && sizeof(comet::EntryId) == 16);
 static_assert(offsetof(comet_id, prefix_id) == offsetof(comet::EntryId, prefix_id));
 static_assert(offsetof(comet_id, shard) == offsetof(comet::EntryId, shard));
@@ -252,11 +265,7 @@ int comet_scan_next(comet_scan* s, comet_message* out, size_t max, int64_t timeo
     // Filled once the entries are in place: growing `held` above may move them.
     for (size_t i = 0; i < n; i++) {
       const comet::Entry& e = s->held[i];
-      out[i].id = comet_id{e.id.prefix_id, e.id.shard, e.id.entry};
-      out[i].timestamp_ns = e.timestamp_ns;
-      out[i].data = e.data.data();
-      out[i].len = e.data.size();
-      out[i].stream = s->stream.c_str();
+      out[i] = ToMessage(e.id, e.timestamp_ns, e.data, s->stream.c_str());
     }
     return static_cast<int>(n);
   });
@@ -269,6 +278,64 @@ uint64_t comet_scan_skipped(const comet_scan* s) { return s ? s->skipped : 0; }
 int comet_scan_close(comet_scan* s) {
   delete s;
   return COMET_OK;
+}
+
+int comet_consumer_open(comet_client* c, const char* group, comet_consumer** out) {
+  if (!c || !group || !out) return Fail(COMET_ERR_INVALID, "comet_consumer_open: null argument");
+  return Guard([&]() -> int {
+    comet::Result<std::unique_ptr<comet::Consumer>> k =
+        comet::Consumer::Open(c->client.get(), group);
+    if (!k.ok()) return Fail(k.status());
+    *out = new comet_consumer{std::move(*k), {}};
+    return COMET_OK;
+  });
+}
+
+int comet_consumer_read(comet_consumer* k, const char* pattern, comet_message* out, size_t max,
+                        int timeout_ms) {
+  if (!k || !pattern || (!out && max > 0)) {
+    return Fail(COMET_ERR_INVALID, "comet_consumer_read: null argument");
+  }
+  return Guard([&]() -> int {
+    const size_t limit = std::min<size_t>(max, INT_MAX);  // the count is returned as an int
+    const int64_t timeout_ns = timeout_ms < 0 ? -1 : int64_t{timeout_ms} * 1'000'000;
+    comet::Status st = k->consumer->Read(pattern, limit, &k->delivered, timeout_ns);
+    if (!st.ok()) return Fail(st);
+    for (size_t i = 0; i < k->delivered.size(); i++) {
+      const comet::Message& m = k->delivered[i];
+      // m.stream views a whole std::string (the stream's name): NUL-terminated.
+      out[i] = ToMessage(m.id, m.timestamp_ns, m.data, m.stream.data());
+    }
+    return static_cast<int>(k->delivered.size());
+  });
+}
+
+int comet_consumer_ack(comet_consumer* k, const comet_id* ids, size_t n) {
+  if (!k || (!ids && n > 0)) return Fail(COMET_ERR_INVALID, "comet_consumer_ack: null argument");
+  return Guard([&]() -> int {
+    // comet_id and EntryId have the same layout (asserted above).
+    return Done(k->consumer->Ack(
+        std::span<const comet::EntryId>(reinterpret_cast<const comet::EntryId*>(ids), n)));
+  });
+}
+
+int comet_consumer_lag(comet_consumer* k, const char* pattern, uint64_t* lag_out) {
+  if (!k || !pattern || !lag_out) {
+    return Fail(COMET_ERR_INVALID, "comet_consumer_lag: null argument");
+  }
+  return Guard([&]() -> int {
+    comet::Result<uint64_t> lag = k->consumer->Lag(pattern);
+    if (!lag.ok()) return Fail(lag.status());
+    *lag_out = *lag;
+    return COMET_OK;
+  });
+}
+
+int comet_consumer_close(comet_consumer* k) {
+  if (!k) return COMET_OK;
+  const int rc = Guard([&]() -> int { return Done(k->consumer->Close()); });
+  delete k;
+  return rc;
 }
 
 int comet_sync(comet_client* c) {

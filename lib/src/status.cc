@@ -18,6 +18,7 @@ const char* code_name(Code c) {
     case Code::kNotFound: return "COMET_ERR_NOT_FOUND";
     case Code::kTimeout: return "COMET_ERR_TIMEOUT";
     case Code::kVersion: return "COMET_ERR_VERSION";
+    case Code::kNoMem: return "COMET_ERR_NOMEM";
   }
   return "COMET_ERR_UNKNOWN";
 }

@@ -1,7 +1,8 @@
 /* Comet C ABI: a stable interface for C servers and other languages.
  *
  * Conventions:
- *  - Opaque handles (comet_config, comet_client, comet_scan); the caller frees what it creates.
+ *  - Opaque handles (comet_config, comet_client, comet_scan, comet_consumer); the caller frees
+ *    what it creates.
  *    A comet_stream belongs to its client.
  *  - Byte strings are pointer + length; names are NUL-terminated UTF-8/ASCII.
  *  - Every function returns COMET_OK (0) or a negative COMET_ERR_* code; no exception or signal
@@ -21,7 +22,7 @@
 /* The version of this header: the major version changes only with an incompatible ABI, the
    minor version when calls are added, the patch version for fixes. */
 #define COMET_VERSION_MAJOR 1
-#define COMET_VERSION_MINOR 0
+#define COMET_VERSION_MINOR 1
 #define COMET_VERSION_PATCH 0
 /* One number, ordered like the versions: MAJOR * 10000 + MINOR * 100 + PATCH. */
 #define COMET_VERSION \
@@ -64,7 +65,8 @@ enum {
   COMET_ERR_TOO_LARGE = -7,
   COMET_ERR_NOT_FOUND = -8,
   COMET_ERR_TIMEOUT = -9,
-  COMET_ERR_VERSION = -10
+  COMET_ERR_VERSION = -10,
+  COMET_ERR_NOMEM = -11 /* out of memory */
 };
 
 /* Configuration: defaults, then string keys ("sync.mode", "always"). Unknown keys and bad
@@ -136,6 +138,43 @@ uint64_t comet_scan_position(const comet_scan *it);
 uint64_t comet_scan_skipped(const comet_scan *it);
 /* Frees the scan (NULL is accepted); the views it delivered become invalid. */
 int comet_scan_close(comet_scan *it);
+
+/* Consumer groups: durable read positions shared by every process of the directory, with
+   at-least-once delivery. A group (1 to 255 bytes, created on first use) has one committed
+   offset per stream: every entry below it was acked. Offsets live in the control region and in
+   a checksummed file per group (DIR/groups/), written per sync.mode, so they survive crashes,
+   restarts and a lost control file.
+   A comet_consumer is used by one thread at a time; consumers of one group may run in many
+   threads and processes (each delivers what it reads: split streams among them yourself).
+   It must be closed before its client; after comet_close its calls return COMET_ERR_CLOSED
+   (comet_consumer_close still frees it). Added in version 1.1. */
+typedef struct comet_consumer comet_consumer;
+/* Joins `group` on a writable client and sets *out (the caller's; free it with
+   comet_consumer_close). COMET_ERR_INVALID for a name that is empty or longer than 255 bytes,
+   or a read-only client; COMET_ERR_FULL when the group table is full (consumers.max_groups). */
+int comet_consumer_open(comet_client *c, const char *group, comet_consumer **out);
+/* Fills up to max messages not yet delivered by this consumer from the streams `pattern` names:
+   one stream ("events:shard:0003") or every shard of a prefix ("events:shard:*", the prefix
+   matched exactly; shards created later are found), from the group's committed offset, each
+   stream in entry order. Waits up to timeout_ms for the first (0: don't wait, negative:
+   forever), sleeping on the control region's futexes, woken by the writer of any process.
+   Returns the count (>= 0; 0 on timeout) or a COMET_ERR_*: COMET_ERR_INVALID for a pattern
+   that is neither a stream name nor "<prefix>:shard:*". The messages are zero-copy views
+   (data, and stream as a NUL-terminated name), valid until the next comet_consumer_read or
+   comet_consumer_close of this consumer. Damaged entries are passed over and counted. */
+int comet_consumer_read(comet_consumer *k, const char *pattern, comet_message *out, size_t max,
+                        int timeout_ms);
+/* Acks n delivered ids (a message's id): commits each stream's offset up to its first entry
+   this consumer delivered and did not ack (acks out of order are held until the gap closes).
+   Acking an id again is harmless; an id this consumer never delivered is COMET_ERR_INVALID
+   (the other ids of the call are still acked). The ids are copied: the caller keeps them. */
+int comet_consumer_ack(comet_consumer *k, const comet_id *ids, size_t n);
+/* Sets *lag_out to the entries stored and not yet committed by the group, summed over the
+   streams `pattern` names (0 when none exists). */
+int comet_consumer_lag(comet_consumer *k, const char *pattern, uint64_t *lag_out);
+/* Commits what is acked, writes the group's file per sync.mode and frees k (NULL is accepted).
+   Entries delivered and not acked are delivered again to the next consumer of the group. */
+int comet_consumer_close(comet_consumer *k);
 
 /* The directory from C: what `comet inspect`, `comet stats` and `comet verify` show.
    Structs are versioned by size: the caller passes sizeof its struct; the library fills the

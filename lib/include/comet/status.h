@@ -24,6 +24,7 @@ enum class Code : int {
   kNotFound = -8,   // no such entry (beyond the end, deleted, or in a gap)
   kTimeout = -9,
   kVersion = -10,   // a file written by another major format version
+  kNoMem = -11,     // out of memory
 };
 
 const char* code_name(Code c);
@@ -42,6 +43,7 @@ class [[nodiscard]] Status {
   static Status NotFound(std::string m) { return Status(Code::kNotFound, std::move(m)); }
   static Status Timeout(std::string m) { return Status(Code::kTimeout, std::move(m)); }
   static Status Version(std::string m) { return Status(Code::kVersion, std::move(m)); }
+  static Status NoMem(std::string m) { return Status(Code::kNoMem, std::move(m)); }
   // errno -> Status in one place: ENOSPC/EDQUOT become kFull, the rest kIo.
   static Status FromErrno(int err, std::string_view what);
 
