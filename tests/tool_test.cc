@@ -3,10 +3,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
+#include "comet/client.h"
 #include "test_util.h"
 
 namespace {
@@ -145,6 +147,120 @@ TEST_F(ToolTest, AppendRefusesALineLongerThanTheEntryLimitWithoutReadingItAll) {
   ToolRun t = Comet("tail " + Data() + " long:shard:0000 --from 0");
   ASSERT_EQ(t.status, 0);
   EXPECT_EQ(t.out, "first\nsecond\n");
+}
+
+// ---- consumer groups: `comet consume` and `comet groups` ----------------------------------------
+
+TEST_F(ToolTest, ConsumePrintsWhatTheGroupHasNotConsumedAndAcksIt) {
+  ASSERT_EQ(Comet("append " + Data() + " ev:shard:0000", "a0\na1\na2\na3\n").status, 0);
+  ASSERT_EQ(Comet("append " + Data() + " ev:shard:0001", "b0\nb1\n").status, 0);
+  ToolRun first = Comet("consume " + Data() + " --group g 'ev:shard:*' --max 2 --json");
+  ASSERT_EQ(first.status, 0) << comet_test::ReadFile(Sub("stderr.txt"));
+  const std::string line = first.out.substr(0, first.out.find('\n') + 1);
+  EXPECT_TRUE(line.starts_with("{\"stream\":\"ev:shard:0000\",\"shard\":0,\"entry\":0,\"ts\":"))
+      << line;
+  EXPECT_TRUE(line.ends_with(",\"data\":\"a0\"}\n")) << line;
+  EXPECT_EQ(std::count(first.out.begin(), first.out.end(), '\n'), 2) << first.out;
+  ToolRun rest = Comet("consume " + Data() + " --group g 'ev:shard:*'");
+  ASSERT_EQ(rest.status, 0) << comet_test::ReadFile(Sub("stderr.txt"));
+  EXPECT_EQ(std::count(rest.out.begin(), rest.out.end(), '\n'), 4) << rest.out;
+  for (const char* line : {"a2\n", "a3\n", "b0\n", "b1\n"}) {
+    EXPECT_NE((first.out + rest.out).find(line), std::string::npos) << line;
+  }
+  ToolRun none = Comet("consume " + Data() + " --group g 'ev:shard:*'");
+  EXPECT_EQ(none.status, 0);
+  EXPECT_EQ(none.out, "") << "everything was acked";
+  ToolRun other = Comet("consume " + Data() + " --group other ev:shard:0001");
+  EXPECT_EQ(other.status, 0);
+  EXPECT_EQ(other.out, "b0\nb1\n") << "another group reads from the beginning";
+}
+
+TEST_F(ToolTest, ConsumeRefusesBadArgumentsNamingThem) {
+  ASSERT_EQ(Comet("append " + Data() + " ev:shard:0000", "x\n").status, 0);
+  EXPECT_EQ(Comet("consume " + Data() + " 'ev:shard:*'").status, 2) << "no --group";
+  EXPECT_EQ(Comet("consume " + Data() + " --group g").status, 2) << "no pattern";
+  EXPECT_EQ(Comet("consume " + Data() + " --group g 'ev:shard:*' --max x").status, 2);
+  ToolRun r = Comet("consume " + Data() + " --group g 'ev:*'");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(comet_test::ReadFile(Sub("stderr.txt")).find("'ev:*'"), std::string::npos)
+      << comet_test::ReadFile(Sub("stderr.txt"));
+  r = Comet("consume " + Data() + " --group " + std::string(256, 'g') + " 'ev:shard:*'");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(comet_test::ReadFile(Sub("stderr.txt")).find("256 bytes"), std::string::npos)
+      << comet_test::ReadFile(Sub("stderr.txt"));
+}
+
+TEST_F(ToolTest, GroupsAndStatsShowEveryGroupsOffsetAndLagPerStream) {
+  ASSERT_EQ(Comet("append " + Data() + " ev:shard:0000", "a0\na1\na2\na3\n").status, 0);
+  ASSERT_EQ(Comet("append " + Data() + " ev:shard:0001", "b0\nb1\n").status, 0);
+  ASSERT_EQ(Comet("consume " + Data() + " --group done 'ev:shard:*'").status, 0);
+  ASSERT_EQ(Comet("consume " + Data() + " --group slow ev:shard:0000 --max 1").status, 0);
+  ToolRun g = Comet("groups " + Data());
+  ASSERT_EQ(g.status, 0) << comet_test::ReadFile(Sub("stderr.txt"));
+  EXPECT_EQ(g.out,
+            "groups:\n"
+            "  GROUP  STREAM            COMMITTED           END           LAG    SKIPPED\n"
+            "  done   ev:shard:0000             4             4             0          0\n"
+            "  done   ev:shard:0001             2             2             0          0\n"
+            "  slow   ev:shard:0000             1             4             3          0\n");
+  ToolRun j = Comet("groups " + Data() + " --json");
+  ASSERT_EQ(j.status, 0);
+  EXPECT_EQ(std::count(j.out.begin(), j.out.end(), '\n'), 3) << j.out;
+  EXPECT_NE(j.out.find("{\"group\":\"slow\",\"stream\":\"ev:shard:0000\",\"prefix_id\":0,"
+                       "\"shard\":0,\"committed\":1,\"end\":4,\"lag\":3,\"skipped\":0,"),
+            std::string::npos)
+      << j.out;
+  ToolRun s = Comet("stats " + Data());
+  ASSERT_EQ(s.status, 0);
+  EXPECT_NE(s.out.find(g.out), std::string::npos) << s.out;
+  ToolRun p = Comet("stats " + Data() + " --prometheus");
+  ASSERT_EQ(p.status, 0);
+  EXPECT_NE(p.out.find("comet_group_lag{group=\"slow\",stream=\"ev:shard:0000\",prefix_id=\"0\","
+                       "shard=\"0\"} 3\n"),
+            std::string::npos)
+      << p.out;
+  EXPECT_EQ(Comet("groups " + Sub("missing")).status, 1);
+  EXPECT_FALSE(comet_test::FileExists(Sub("missing")));
+}
+
+// --follow waits for new entries (written here by another member of the directory) and stops
+// cleanly on SIGTERM with what it printed acked.
+TEST_F(ToolTest, ConsumeFollowPrintsNewEntriesUntilSigterm) {
+  auto writer = comet::Client::OpenMultiProcess(Data());
+  ASSERT_TRUE(writer.ok()) << writer.status().ToString();
+  auto first = (*writer)->PickStream("f", "key", 4);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_TRUE((*writer)->Append(*first, "before").ok());
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out[1], 1);
+    close(out[0]);
+    execl(bin_.c_str(), bin_.c_str(), "consume", Data().c_str(), "--group", "g", "f:shard:*",
+          "--follow", "-c", "concurrency.mode=multi", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out[1]);
+  char got[7] = {};
+  EXPECT_TRUE(comet_test::ReadFull(out[0], got, 7, 30000));
+  EXPECT_EQ(std::string(got, 7), "before\n");
+  // The consumer joined: route to a shard this process still writes.
+  auto next = (*writer)->PickStream("f", "key", 4);
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  ASSERT_TRUE((*writer)->Append(*next, "after").ok());
+  char got2[6] = {};
+  EXPECT_TRUE(comet_test::ReadFull(out[0], got2, 6, 30000));
+  EXPECT_EQ(std::string(got2, 6), "after\n");
+  kill(pid, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  close(out[0]);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  ToolRun again = Comet("consume " + Data() + " --group g 'f:shard:*' -c concurrency.mode=multi");
+  EXPECT_EQ(again.status, 0) << comet_test::ReadFile(Sub("stderr.txt"));
+  EXPECT_EQ(again.out, "") << "what --follow printed was acked";
 }
 
 }  // namespace

@@ -188,6 +188,23 @@ bool Output::Flush() {
   return !failed_;
 }
 
+void AppendEntryLine(std::string* out, std::string_view stream, const EntryId& id,
+                     int64_t timestamp_ns, std::string_view data, bool json) {
+  if (!json) {
+    out->append(data);
+    out->push_back('\n');
+    return;
+  }
+  out->append("{\"stream\":");
+  AppendJsonString(out, stream);
+  out->append(",\"shard\":" + std::to_string(id.shard));
+  out->append(",\"entry\":" + std::to_string(id.entry));
+  out->append(",\"ts\":" + std::to_string(timestamp_ns));
+  out->append(",\"data\":");
+  AppendJsonString(out, data);
+  out->append("}\n");
+}
+
 std::string Grouped(uint64_t v) {
   std::string digits = std::to_string(v);
   std::string out;

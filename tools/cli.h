@@ -90,6 +90,11 @@ Status CheckStreamName(std::string_view name);
 // valid JSON (an invalid byte 0xNN decodes as U+00NN). Valid UTF-8 is copied as is.
 using text::AppendJsonString;
 
+// One entry as `tail` and `consume` print it: its data and a newline, or with `json` one object
+// {"stream":..,"shard":..,"entry":..,"ts":..,"data":..} and a newline.
+void AppendEntryLine(std::string* out, std::string_view stream, const EntryId& id,
+                     int64_t timestamp_ns, std::string_view data, bool json);
+
 // Buffered writer over stdout for large outputs; remembers write errors.
 class Output {
  public:

@@ -58,22 +58,6 @@ Window ComputeWindow(const TailOptions& o, uint64_t length) {
   return {length > n ? length - n : 0, length};
 }
 
-void FormatEntry(const TailOptions& o, const Entry& e, std::string* out) {
-  if (!o.json) {
-    out->append(e.data);
-    out->push_back('\n');
-    return;
-  }
-  out->append("{\"stream\":");
-  AppendJsonString(out, o.stream);
-  out->append(",\"shard\":" + std::to_string(e.id.shard));
-  out->append(",\"entry\":" + std::to_string(e.id.entry));
-  out->append(",\"ts\":" + std::to_string(e.timestamp_ns));
-  out->append(",\"data\":");
-  AppendJsonString(out, e.data);
-  out->append("}\n");
-}
-
 // Prints the window's entries. Corrupt entries are noted on stderr and counted; gaps (missing
 // segments) are noted on stderr and skipped. Entries that retention deleted are not there to
 // print: the window starts at the first retained entry at the earliest.
@@ -95,7 +79,7 @@ class Tailer {
       Status s = it->Next(&e);
       if (s.ok()) {
         if (e.id.entry >= w.end) break;
-        FormatEntry(o_, e, &out_.buffer());
+        AppendEntryLine(&out_.buffer(), o_.stream, e.id, e.timestamp_ns, e.data, o_.json);
         out_.MaybeFlush();
       } else if (s.IsCorrupt()) {
         NoteCorrupt(pos, s);

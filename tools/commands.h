@@ -7,6 +7,8 @@ namespace comet::cli {
 
 int RunAppend(std::span<char* const> args);
 int RunTail(std::span<char* const> args);
+int RunConsume(std::span<char* const> args);
+int RunGroups(std::span<char* const> args);
 int RunInspect(std::span<char* const> args);
 int RunVerify(std::span<char* const> args);
 int RunDemo(std::span<char* const> args);

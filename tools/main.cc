@@ -28,6 +28,18 @@ constexpr Command kCommands[] = {
      "writer is running. --json prints one object per line:\n"
      "  {\"stream\":..,\"shard\":..,\"entry\":..,\"ts\":..,\"data\":..}\n"
      "Corrupt entries are reported on stderr and skipped; the exit code is then 1.\n"},
+    {"consume", RunConsume,
+     "consume DIR --group G PATTERN [--max N] [--json] [--follow] [-c key=value ...]",
+     "Reads what consumer group G has not consumed yet from PATTERN (one stream, or every\n"
+     "shard of a prefix: <prefix>:shard:*), prints it like tail (--json: one object per\n"
+     "line) and acks it once printed: run again, it prints only what came since. Stops\n"
+     "at the end, after N entries with --max, or with --follow waits for new entries\n"
+     "until SIGINT or SIGTERM. Opens DIR as a writer (offsets are written); -c sets a\n"
+     "config key, e.g. -c concurrency.mode=multi beside writers in other processes.\n"},
+    {"groups", RunGroups, "groups DIR [--json]",
+     "Lists every consumer group's committed offset, the stream's end and the lag (entries\n"
+     "not yet committed) per stream. --json prints one object per line. Read-only, like\n"
+     "stats: joins no group and moves no offset.\n"},
     {"inspect", RunInspect, "inspect DIR [--json]",
      "Lists every stream of DIR: prefix id, shard, first and next entry number, segments\n"
      "(file, base entry, entries, bytes, sealed or active), gaps [from, to) and corrupt\n"

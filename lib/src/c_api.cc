@@ -11,6 +11,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "comet/browse.h"
 #include "comet/client.h"
 #include "comet/consumer.h"
 #include "comet/stats.h"
@@ -271,6 +272,15 @@ int comet_scan_next(comet_scan* s, comet_message* out, size_t max, int64_t timeo
   });
 }
 
+int comet_scan_last(comet_client* c, const char* stream, uint64_t n, comet_scan** out) {
+  if (!c || !stream || !out) return Fail(COMET_ERR_INVALID, "comet_scan_last: null argument");
+  return Guard([&]() -> int {
+    comet::Result<uint64_t> length = c->client->Length(stream);
+    if (!length.ok()) return Fail(length.status());
+    return comet_scan_open(c, stream, *length > n ? *length - n : 0, out);
+  });
+}
+
 uint64_t comet_scan_position(const comet_scan* s) { return s ? s->it.position() : 0; }
 
 uint64_t comet_scan_skipped(const comet_scan* s) { return s ? s->skipped : 0; }
@@ -399,6 +409,12 @@ int comet_inspect(comet_client* c, const char* stream, comet_stream_info* out, s
     r.gaps = info->gaps.size();
     for (const auto& [from, to] : info->gaps) r.missing_entries += to - from;
     r.corrupt_records = info->corrupt_records;
+    comet::Result<comet::TimeSpan> span = comet::StreamTimeSpan(c->client.get(), stream);
+    if (!span.ok()) return Fail(span.status());
+    r.oldest_ns = span->oldest_ns;
+    r.newest_ns = span->newest_ns;
+    r.oldest_entry = span->oldest_entry;
+    r.newest_entry = span->newest_entry;
     return FillSized(r, out, size, "comet_inspect");
   });
 }
@@ -426,6 +442,29 @@ int comet_get_stats(comet_client* c, comet_stats* out, size_t size) {
     r.takeovers = s->takeovers;
     r.rebuilds = s->rebuilds;
     return FillSized(r, out, size, "comet_get_stats");
+  });
+}
+
+int comet_list_group_offsets(comet_client* c, comet_group_offset_fn fn, void* arg) {
+  if (!c || !fn) return Fail(COMET_ERR_INVALID, "comet_list_group_offsets: null argument");
+  return Guard([&]() -> int {
+    comet::Result<comet::DirectoryStats> s = comet::ReadStats(c->client->dir());
+    if (!s.ok()) return Fail(s.status());
+    for (const comet::GroupStreamStats& g : s->groups) {
+      comet_group_offset o{};
+      o.size = sizeof o;
+      o.prefix_id = g.prefix_id;
+      o.shard = g.shard;
+      o.group = g.group.c_str();
+      o.stream = g.stream.c_str();
+      o.committed = g.committed;
+      o.next_entry = g.end;
+      o.lag = g.lag;
+      o.skipped = g.skipped;
+      o.updated_ns = g.updated_ns;
+      fn(arg, &o);
+    }
+    return static_cast<int>(std::min<size_t>(s->groups.size(), INT_MAX));
   });
 }
 

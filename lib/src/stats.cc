@@ -153,6 +153,62 @@ void ReadStreams(const shm::ControlRegion& r, const std::string& dir, DirectoryS
   });
 }
 
+// The first entry stored in a stream: the base of its oldest segment (0 if none is found).
+uint64_t FirstStoredEntry(const std::string& dir, uint32_t prefix_id, uint32_t shard) {
+  const std::string path = env::Join(
+      dir, "streams/" + text::UpperHex(prefix_id, 8) + "/" + text::UpperHex(shard & 0xFFFF, 4));
+  Result<std::vector<std::string>> names = env::ListDir(path);
+  if (!names.ok()) return 0;
+  uint64_t first = UINT64_MAX;
+  for (const std::string& n : *names) {
+    uint64_t base;
+    if (n.size() == 20 && n.ends_with(".seg") && text::ParseUpperHex(n.substr(0, 16), 16, &base)) {
+      first = std::min(first, base);
+    }
+  }
+  return first == UINT64_MAX ? 0 : first;
+}
+
+void ReadGroups(const shm::ControlRegion& r, const std::string& dir, DirectoryStats* s) {
+  std::map<uint64_t, const StreamStats*> streams;  // by prefix_id << 32 | shard
+  for (const StreamStats& st : s->streams) streams[uint64_t{st.prefix_id} << 32 | st.shard] = &st;
+  std::map<uint64_t, uint64_t> first;  // each stream's directory is listed once
+  const uint32_t groups = std::min(r.group_count(), r.header()->max_groups);
+  const uint32_t offsets = std::min(r.offset_count(), r.header()->max_offsets);
+  for (uint32_t i = 0; i < offsets; i++) {
+    const format::OffsetSlot* o = r.offset(i);
+    if (o->state.load(std::memory_order_acquire) != 1 || o->group >= groups) continue;
+    const format::GroupSlot* g = r.group(o->group);
+    if (g->state.load(std::memory_order_acquire) != 1) continue;
+    GroupStreamStats gs;
+    gs.group.assign(g->name, std::min<size_t>(g->name_len, format::kMaxGroupName));
+    gs.prefix_id = o->prefix_id;
+    gs.shard = o->shard;
+    gs.committed = o->committed.load(std::memory_order_acquire);
+    gs.skipped = o->skipped.load(std::memory_order_relaxed);
+    gs.updated_ns = o->updated_ns.load(std::memory_order_relaxed);
+    const uint64_t key = uint64_t{o->prefix_id} << 32 | o->shard;
+    auto st = streams.find(key);
+    if (st != streams.end()) {
+      gs.stream = st->second->name;
+      gs.end = st->second->committed_entry;
+    } else {
+      gs.stream = PrefixName(dir, o->prefix_id) + ":shard:" + text::UpperHex(o->shard, 4);
+    }
+    auto [f, fresh] = first.try_emplace(key);
+    if (fresh) f->second = FirstStoredEntry(dir, o->prefix_id, o->shard);
+    const uint64_t from = std::max(gs.committed, f->second);
+    gs.lag = gs.end > from ? gs.end - from : 0;
+    s->groups.push_back(std::move(gs));
+  }
+  std::sort(s->groups.begin(), s->groups.end(),
+            [](const GroupStreamStats& a, const GroupStreamStats& b) {
+              if (a.group != b.group) return a.group < b.group;
+              if (a.stream != b.stream) return a.stream < b.stream;
+              return a.prefix_id != b.prefix_id ? a.prefix_id < b.prefix_id : a.shard < b.shard;
+            });
+}
+
 // ---- shared rendering helpers ----------------------------------------------------------------
 
 // Calls emit_valid(piece) for runs of valid UTF-8 and emit_bad(byte) for each invalid byte.
@@ -251,6 +307,20 @@ void AppendHistogramJson(std::string* out, const LatencyHistogram& h) {
   o.Close();
 }
 
+void AppendGroupJson(std::string* out, const GroupStreamStats& g) {
+  JsonObject o(out);
+  o.Str("group", g.group);
+  o.Str("stream", g.stream);
+  o.Num("prefix_id", g.prefix_id);
+  o.Num("shard", g.shard);
+  o.Num("committed", g.committed);
+  o.Num("end", g.end);
+  o.Num("lag", g.lag);
+  o.Num("skipped", g.skipped);
+  o.Int("updated_ns", g.updated_ns);
+  o.Close();
+}
+
 // ---- text ------------------------------------------------------------------------------------
 
 std::string HumanNs(double ns) {
@@ -298,6 +368,27 @@ void AppendStreamTable(std::string* out, const DirectoryStats& s) {
                        w, st.name.c_str(), owner.c_str(), st.committed_entry, st.synced_entry,
                        st.appended_entries, st.appended_bytes, st.stored_bytes, st.rotations,
                        st.syncs, st.corrupt_records, st.failed_appends));
+  }
+}
+
+void AppendGroupTable(std::string* out, const DirectoryStats& s) {
+  if (s.groups.empty()) {
+    out->append("groups: none\n");
+    return;
+  }
+  int gw = 5, sw = 6;
+  for (const GroupStreamStats& g : s.groups) {
+    gw = std::max(gw, static_cast<int>(g.group.size()));
+    sw = std::max(sw, static_cast<int>(g.stream.size()));
+  }
+  out->append("groups:\n");
+  out->append(Format("  %-*s  %-*s  %12s  %12s  %12s  %9s\n", gw, "GROUP", sw, "STREAM",
+                     "COMMITTED", "END", "LAG", "SKIPPED"));
+  for (const GroupStreamStats& g : s.groups) {
+    out->append(Format("  %-*s  %-*s  %12" PRIu64 "  %12" PRIu64 "  %12" PRIu64 "  %9" PRIu64
+                       "\n",
+                       gw, g.group.c_str(), sw, g.stream.c_str(), g.committed, g.end, g.lag,
+                       g.skipped));
   }
 }
 
@@ -437,6 +528,34 @@ void AppendStreamMetrics(std::string* out, const DirectoryStats& s) {
   }
 }
 
+void AppendGroupMetrics(std::string* out, const DirectoryStats& s) {
+  const struct {
+    const char* name;
+    const char* type;
+    const char* help;
+    uint64_t GroupStreamStats::*field;
+  } metrics[] = {
+      {"comet_group_lag", "gauge", "Entries stored and not yet committed by the group.",
+       &GroupStreamStats::lag},
+      {"comet_group_committed_entry", "gauge",
+       "The group's offset: the next entry it delivers; every entry below is acked.",
+       &GroupStreamStats::committed},
+      {"comet_group_skipped_entries", "counter",
+       "Entries the group passed over unread (damaged or deleted).", &GroupStreamStats::skipped},
+  };
+  for (const auto& m : metrics) {
+    AppendFamily(out, m.name, m.type, m.help);
+    const std::string sample =
+        std::string(m.name) + (std::string_view(m.type) == "counter" ? "_total" : "");
+    for (const GroupStreamStats& g : s.groups) {
+      AppendSample(out, sample,
+                   {{"group", g.group}, {"stream", g.stream},
+                    {"prefix_id", std::to_string(g.prefix_id)}, {"shard", std::to_string(g.shard)}},
+                   std::to_string(g.*(m.field)));
+    }
+  }
+}
+
 void AppendProcessMetrics(std::string* out, const DirectoryStats& s) {
   size_t live = 0;
   for (const ProcessInfo& p : s.processes) live += p.live ? 1 : 0;
@@ -515,6 +634,7 @@ Result<DirectoryStats> ReadStats(const std::string& dir) {
   s.uncaptured_lines = h->uncaptured_lines.load(std::memory_order_relaxed);
   ReadProcesses(r, dir, &s);
   ReadStreams(r, dir, &s);
+  ReadGroups(r, dir, &s);
   return s;
 }
 
@@ -550,6 +670,13 @@ std::string FormatStatsJson(const DirectoryStats& s) {
     AppendStreamJson(&out, s.streams[i]);
   }
   out.push_back(']');
+  o.Key("groups");
+  out.push_back('[');
+  for (size_t i = 0; i < s.groups.size(); i++) {
+    if (i > 0) out.push_back(',');
+    AppendGroupJson(&out, s.groups[i]);
+  }
+  out.push_back(']');
   o.Key("ops");
   {
     JsonObject ops(&out);
@@ -578,7 +705,23 @@ std::string FormatStatsText(const DirectoryStats& s) {
                 s.uncaptured_lines);
   AppendProcessTable(&out, s);
   AppendStreamTable(&out, s);
+  AppendGroupTable(&out, s);
   AppendOpTable(&out, s);
+  return out;
+}
+
+std::string FormatGroupsText(const DirectoryStats& s) {
+  std::string out;
+  AppendGroupTable(&out, s);
+  return out;
+}
+
+std::string FormatGroupsJsonLines(const DirectoryStats& s) {
+  std::string out;
+  for (const GroupStreamStats& g : s.groups) {
+    AppendGroupJson(&out, g);
+    out.push_back('\n');
+  }
   return out;
 }
 
@@ -586,6 +729,7 @@ std::string FormatStatsPrometheus(const DirectoryStats& s) {
   std::string out;
   for (uint32_t op = 0; op < kOpCount; op++) AppendHistogram(&out, op, s.ops[op]);
   AppendStreamMetrics(&out, s);
+  AppendGroupMetrics(&out, s);
   AppendProcessMetrics(&out, s);
   AppendDirectoryCounters(&out, s);
   out.append("# EOF\n");

@@ -132,6 +132,12 @@ int comet_scan_open(comet_client *c, const char *stream, uint64_t from_entry, co
    A count of 0 means no entry arrived within timeout_ns. The wait sleeps on the control
    region's futex, woken by the writer of any process. */
 int comet_scan_next(comet_scan *it, comet_message *out, size_t max, int64_t timeout_ns);
+/* Browsing (none of these touches a consumer group's offsets): a scan of the last n entries of
+   `stream` (from n entries before its current end, or its first entry if it holds fewer; then
+   read it like any scan, which also follows later appends); comet_scan_open for a scan from an
+   id; comet_inspect for the oldest and newest timestamps; comet_list_group_offsets for the lag
+   of every group in every stream. */
+int comet_scan_last(comet_client *c, const char *stream, uint64_t n, comet_scan **out);
 /* The entry number the next comet_scan_next reads first. */
 uint64_t comet_scan_position(const comet_scan *it);
 /* How many damaged entries (failing their CRC) this scan has skipped so far. */
@@ -202,6 +208,12 @@ typedef struct comet_stream_info {
   uint64_t gaps;             /* ranges of entries whose segment is missing */
   uint64_t missing_entries;  /* entries in those ranges */
   uint64_t corrupt_records;  /* damaged records found so far */
+  /* Since 1.1: the append timestamps (ns since the epoch) of the oldest and newest readable
+     entries, and those entries; all 0 when no entry can be read. */
+  int64_t oldest_ns;
+  int64_t newest_ns;
+  uint64_t oldest_entry;
+  uint64_t newest_entry;
 } comet_stream_info;
 /* Fills *out for one stream (COMET_ERR_NOT_FOUND if it does not exist). */
 int comet_inspect(comet_client *c, const char *stream, comet_stream_info *out, size_t size);
@@ -226,6 +238,27 @@ typedef struct comet_stats {
   uint64_t rebuilds;         /* control region rebuilds */
 } comet_stats;
 int comet_get_stats(comet_client *c, comet_stats *out, size_t size);
+
+/* One consumer group's position in one stream, as the control region holds it (since 1.1).
+   Versioned by size like the structs above; the strings are valid during the callback only. */
+typedef struct comet_group_offset {
+  uint32_t size;             /* bytes filled by the library */
+  uint32_t prefix_id;
+  uint32_t shard;
+  uint32_t reserved;
+  const char *group;
+  const char *stream;
+  uint64_t committed;        /* the next entry the group delivers; every entry below is acked */
+  uint64_t next_entry;       /* the stream's next entry number */
+  uint64_t lag;              /* entries stored and not yet committed by the group */
+  uint64_t skipped;          /* entries the group passed over unread (damaged or deleted) */
+  int64_t updated_ns;        /* wall clock of its last commit (0: never) */
+} comet_group_offset;
+typedef void (*comet_group_offset_fn)(void *arg, const comet_group_offset *offset);
+/* Calls fn for every (group, stream) offset of the directory, sorted by group then stream, and
+   returns how many (>= 0) or a COMET_ERR_*. Joins no group and commits nothing (what
+   `comet groups` prints). */
+int comet_list_group_offsets(comet_client *c, comet_group_offset_fn fn, void *arg);
 
 /* Checks the CRC of every record of every stream (reads every segment: slow on a big
    directory). Calls problem (if not NULL) once per problem found, naming the file and offset,

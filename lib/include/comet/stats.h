@@ -46,6 +46,20 @@ struct StreamStats {
            corrupt_records = 0, failed_appends = 0;
 };
 
+// One consumer group's position in one stream.
+struct GroupStreamStats {
+  std::string group;
+  std::string stream;        // as StreamStats::name
+  uint32_t prefix_id = 0;
+  uint32_t shard = 0;
+  uint64_t committed = 0;    // the group's offset: the next entry it delivers, all below acked
+  uint64_t end = 0;          // the stream's committed_entry (its next entry number)
+  uint64_t lag = 0;          // entries stored and not committed: end - max(committed, first
+                             // stored entry)
+  uint64_t skipped = 0;      // entries the group passed over unread (damaged or deleted)
+  int64_t updated_ns = 0;    // wall clock of its last commit (0: never)
+};
+
 struct DirectoryStats {
   std::string dir;
   uint32_t layout_version = 0;     // control_version(major, minor)
@@ -56,6 +70,7 @@ struct DirectoryStats {
   uint64_t uncaptured_lines = 0;
   std::vector<ProcessInfo> processes;  // slots ever used
   std::vector<StreamStats> streams;    // sorted by name
+  std::vector<GroupStreamStats> groups;  // every group's offset per stream, by group then stream
   // Indexed by format::MetricOp, summed over every process slot.
   std::array<LatencyHistogram, format::kOpCount> ops;
 };
@@ -71,5 +86,8 @@ Result<DirectoryStats> ReadStats(const std::string& dir);
 std::string FormatStatsJson(const DirectoryStats& s);
 std::string FormatStatsPrometheus(const DirectoryStats& s);
 std::string FormatStatsText(const DirectoryStats& s);
+// The groups alone (`comet groups`): a table, or one JSON object per (group, stream) and line.
+std::string FormatGroupsText(const DirectoryStats& s);
+std::string FormatGroupsJsonLines(const DirectoryStats& s);
 
 }  // namespace comet
