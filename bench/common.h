@@ -410,5 +410,6 @@ void RegisterReadBenchmarks();
 void RegisterMultiProcessBenchmarks();
 void RegisterProbeBenchmarks();
 void RegisterFirstTouchBenchmarks();
+void RegisterConsumerBenchmarks();
 
 }  // namespace comet_bench

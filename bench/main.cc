@@ -628,6 +628,7 @@ int main(int argc, char** argv) {
     RegisterMultiProcessBenchmarks();
     RegisterProbeBenchmarks();
     RegisterFirstTouchBenchmarks();
+    RegisterConsumerBenchmarks();
   }
 
   benchmark::Initialize(&nargs, args.data());

@@ -16,6 +16,9 @@
 //                                       no sample waits behind an earlier one
 //   BM_MultiProc_WriteToRead/park       the same with the reader parked in Iterator::Wait (long
 //                                       timeout); the writer sleeps 1 ms between appends.
+//   BM_MultiProc_WriteToRead/consumer   the same parked hand-off to a consumer of a group waiting
+//                                       in Consumer::Read, which acks every batch: the end-to-end
+//                                       append -> handler latency
 //   BM_MultiProc_Floor/spin             floor of /spin without Comet: a timestamp stored into a
 //                                       shared page, seen by a process spinning on it
 //   BM_MultiProc_Floor/futex            floor of /park: the same with the reader in FUTEX_WAIT on
@@ -46,6 +49,7 @@
 #include <span>
 #include <thread>
 
+#include "comet/consumer.h"
 #include "common.h"
 
 namespace comet_bench {
@@ -706,6 +710,77 @@ int W2RReader(ChildIo& io, const std::string& dir, bool park, SharedPage* sh) {
   return c->Close().ok() ? 0 : 6;
 }
 
+// The reader of BM_MultiProc_WriteToRead/consumer: a consumer of a group (positioned at the
+// stream's end) waiting in Read on the futex; the latency is taken when the handler would see
+// the entry, and every batch is acked.
+int W2RConsumer(ChildIo& io, const std::string& dir, SharedPage* sh) {
+  std::string err;
+  std::unique_ptr<comet::Client> c = OpenComet(dir, true, &err);
+  if (!c) return io.Fail(err);
+  if (!io.Opened()) return 2;
+  Cmd cmd;
+  if (!io.Wait(kSetup, &cmd)) return 2;
+  if (cmd.arg < 0) return io.Fail("no writer shard");
+  const std::string name = comet::ShardStreamName(kPrefix, uint32_t(cmd.arg));
+  auto k = comet::Consumer::Open(c.get(), "w2r");
+  if (!k.ok()) return io.Fail("Consumer::Open: " + k.status().ToString());
+  comet::Status st = (*k)->Reset(name, comet::Consumer::From::kBeforeEnd, 0);
+  if (!st.ok()) return io.Fail("Reset: " + st.ToString());
+  if (!io.Ready(int64_t(cmd.arg))) return 2;
+  if (!io.Wait(kGo, &cmd)) return 2;
+
+  auto h = std::make_unique<LatencyHistogram>();
+  std::vector<comet::Message> msgs;
+  uint64_t expect = 1, bad = 0;
+  bool stop = false;
+  std::string fail;
+  ThreadUsage tu;
+  tu.Start();
+  const int64_t give_up = cmd.start_ns + cmd.run_ns + 10'000'000'000;
+  while (!stop) {
+    st = (*k)->Read(name, 64, &msgs, 2'000'000'000);
+    if (!st.ok()) {
+      fail = "Read: " + st.ToString();
+      break;
+    }
+    const int64_t recv = int64_t(Clock::MonotonicNs());
+    for (const comet::Message& m : msgs) {
+      Stamp stamp{};
+      if (m.data.size() >= sizeof stamp) std::memcpy(&stamp, m.data.data(), sizeof stamp);
+      if (stamp.seq == kStopSeq) {
+        stop = true;
+        break;
+      }
+      if (stamp.seq != expect) bad++;
+      expect = stamp.seq + 1;
+      h->Record(uint64_t(std::max<int64_t>(0, recv - stamp.sent_ns)));
+      sh->ack.store(stamp.seq, std::memory_order_release);
+    }
+    st = (*k)->Ack(std::span<const comet::Message>(msgs));
+    if (!st.ok()) {
+      fail = "Ack: " + st.ToString();
+      break;
+    }
+    if (int64_t(Clock::MonotonicNs()) > give_up) {
+      fail = "no stop entry 10 s after the run";
+      break;
+    }
+  }
+  tu.Stop();
+  if (!fail.empty()) return io.Fail(fail);
+  if (bad) return io.Fail(std::to_string(bad) + " entries arrived out of sequence");
+  Msg m;
+  m.kind = kResult;
+  m.has_hist = 1;
+  m.count = double(h->count());
+  m.secs = double(cmd.run_ns) / 1e9;
+  FillUsage(tu, &m);
+  if (!io.Send(m) || !io.SendHist(*h)) return 2;
+  if (!io.Wait(kExit, &cmd)) return 2;
+  (void)(*k)->Close();
+  return c->Close().ok() ? 0 : 6;
+}
+
 // ---- floors: the same hand-off without Comet ------------------------------------------------
 
 long Futex(std::atomic<uint32_t>* w, int op, uint32_t val, const timespec* ts) {
@@ -918,7 +993,8 @@ void BM_MultiProc_Batch(benchmark::State& state, int n, const std::string& key,
 }
 
 void BM_MultiProc_WriteToRead(benchmark::State& state, bool park, bool floor,
-                              const std::string& key, const std::string& bench) {
+                              const std::string& key, const std::string& bench,
+                              bool consumer = false) {
   for (auto _ : state) {
     TempDir dir;
     SharedMap shared;
@@ -934,7 +1010,11 @@ void BM_MultiProc_WriteToRead(benchmark::State& state, bool park, bool floor,
       bodies.push_back([=](ChildIo& io) { return FloorReader(io, park, sh); });
     } else {
       bodies.push_back([=](ChildIo& io) { return W2RWriter(io, data, park, sh); });
-      bodies.push_back([=](ChildIo& io) { return W2RReader(io, data, park, sh); });
+      if (consumer) {
+        bodies.push_back([=](ChildIo& io) { return W2RConsumer(io, data, sh); });
+      } else {
+        bodies.push_back([=](ChildIo& io) { return W2RReader(io, data, park, sh); });
+      }
     }
     const int64_t run = floor ? kFloorRunNs : park ? kParkRunNs : kSpinRunNs;
     std::vector<ChildReport> r;
@@ -984,6 +1064,9 @@ void RegisterMultiProcessBenchmarks() {
   });
   Reg("BM_MultiProc_WriteToRead/park", [](benchmark::State& st, const std::string& n) {
     BM_MultiProc_WriteToRead(st, true, false, "mp.w2r.park", n);
+  });
+  Reg("BM_MultiProc_WriteToRead/consumer", [](benchmark::State& st, const std::string& n) {
+    BM_MultiProc_WriteToRead(st, true, false, "mp.w2r.consumer", n, true);
   });
   Reg("BM_MultiProc_Floor/spin", [](benchmark::State& st, const std::string& n) {
     BM_MultiProc_WriteToRead(st, false, true, "mp.floor.spin", n);
