@@ -15,5 +15,6 @@ int RunDemo(std::span<char* const> args);
 int RunStats(std::span<char* const> args);
 int RunExporter(std::span<char* const> args);
 int RunProbe(std::span<char* const> args);
+int RunRetention(std::span<char* const> args);
 
 }  // namespace comet::cli

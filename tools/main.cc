@@ -47,6 +47,15 @@ constexpr Command kCommands[] = {
     {"verify", RunVerify, "verify DIR",
      "Checks the CRC of every record of every stream (read-only). Prints each problem and a\n"
      "summary. Exit 0 when clean, 1 when corruption was found, 2 when it could not check.\n"},
+    {"retention", RunRetention, "retention DIR [-c key=value ...]",
+     "Runs a retention pass over DIR now and prints each segment it deleted and why: whole\n"
+     "sealed segments, oldest first, never a shard's active one, by retention.max_age\n"
+     "(default 7d), retention.max_shard_bytes, retention.max_total_bytes and\n"
+     "retention.min_free_bytes, keeping retention.min_segments per shard; entries a consumer\n"
+     "group has not consumed are kept past max_age until retention.force_delete_after. Set\n"
+     "them with -c (e.g. -c retention.max_age=1d). Opens DIR as a writer: with a live\n"
+     "single-mode writer it fails (that writer runs retention itself); for a directory\n"
+     "shared by processes add -c concurrency.mode=multi.\n"},
     {"stats", RunStats, "stats DIR [--json | --prometheus]",
      "Prints the counters and latency histograms of DIR from its control region: processes\n"
      "(live or gone), per-stream positions and counters, and per-operation latency\n"

@@ -77,7 +77,7 @@ Status Iterator::Next(Entry* out) {
       return Status::NotFound(shard_->name() + ": no entry " + std::to_string(next_) + " yet");
     }
   }
-  if (!segment_ || next_ < segment_->base() ||
+  if (!segment_ || next_ < segment_->base() || next_ < shard_->RetainedFrom() ||
       // Sealed here or by a writer in another process: then entries go on in the next one.
       (segment_->SealVisible() && next_ >= segment_->base() + segment_->sealed_count())) {
     segment_.reset();
@@ -275,6 +275,11 @@ Stats Client::GetStats() {
     st.gaps = impl_->ctx_->control->header()->gaps.load(std::memory_order_relaxed);
   }
   return st;
+}
+
+Result<RetentionReport> Client::RunRetention() {
+  if (Status st = impl_->CheckOpen(); !st.ok()) return st;
+  return impl_->RunRetention(true);
 }
 
 std::vector<std::string> Client::RecoveryReport() const { return impl_->Report(); }

@@ -31,6 +31,7 @@ inline constexpr const char* kPrefixFile = "PREFIX";
 inline constexpr off_t kModeByte = 0;      // single-mode writer: exclusive; multi-mode processes: shared
 inline constexpr off_t kSetupByte = 1;     // held while a process creates/attaches the control region
 inline constexpr off_t kRegistryByte = 2;  // held while a prefix is registered
+inline constexpr off_t kRetentionByte = 3;  // held while a retention pass runs
 // Takes (or, with F_UNLCK, releases) an OFD lock on one byte of fd. NOT_OWNER when a non-waiting
 // request conflicts.
 Status LockByte(int fd, off_t byte, short type, bool wait, const std::string& path);
@@ -71,6 +72,9 @@ class ClientImpl {
     return Status::Ok();
   }
   Status SyncAll();
+  // A retention pass over the directory, one process (and thread) at a time: `wait` for a pass
+  // running elsewhere to finish, or return at once (ran = false).
+  Result<RetentionReport> RunRetention(bool wait);
   std::vector<std::shared_ptr<Shard>> AllShards();
   // Loads the streams other processes created since (multi-process mode; a no-op otherwise).
   Status Discover();
@@ -107,6 +111,9 @@ class ClientImpl {
   void RefreshExport();
   void StopThreads();
   void MaintainerLoop();
+  // Background retention: a pass when retention.interval has passed since the directory's last.
+  void MaybeRetention();
+  bool RetentionDue() const;
   void SyncerLoop();
   // Multi-process mode: take the shards the live membership assigns to this process, release
   // the others. `wait_ns` > 0 waits that long for a live owner to release an assigned shard.
@@ -134,6 +141,8 @@ class ClientImpl {
 
   std::mutex live_mu_;
   std::vector<uint32_t> live_;  // live process slots, as of the last rebalance
+
+  std::mutex retention_mu_;  // one pass at a time in this process (the OFD lock is per fd)
 
   std::mutex registry_mu_;  // prefix registration and shard creation
   std::map<std::string, uint32_t> prefix_ids_;

@@ -134,7 +134,10 @@ const std::vector<std::string>& Config::Keys() {
       "sync.entries",              "compression.min_bytes",   "compression.level",
       "index.interval",            "concurrency.mode",        "concurrency.max_processes",
       "open.read_only",            "metrics.bpf_pin_dir",     "metrics.probe_sample",
-      "read.check_crc",            "consumers.max_groups",    "consumers.max_offsets"};
+      "read.check_crc",            "consumers.max_groups",    "consumers.max_offsets",
+      "retention.max_age",         "retention.max_shard_bytes", "retention.max_total_bytes",
+      "retention.min_segments",    "retention.force_delete_after", "retention.min_free_bytes",
+      "retention.interval"};
   return keys;
 }
 
@@ -177,14 +180,17 @@ Status Config::Set(std::string_view key, std::string_view value) {
     else return BadValue(key, value, "expected none, interval or always");
     return Status::Ok();
   }
-  if (key == "sync.interval") {
+  auto duration_in = [&](uint64_t lo, uint64_t hi, std::string_view range,
+                         uint64_t* field) -> Status {
     Result<uint64_t> r = ParseDuration(value);
     if (!r.ok()) return BadValue(key, value, r.status().message());
-    if (*r < 1'000'000 || *r > 3600'000'000'000ull) {
-      return BadValue(key, value, "must be between 1ms and 1h");
-    }
-    sync.interval_ns = *r;
+    if (*r < lo || *r > hi) return BadValue(key, value, range);
+    *field = *r;
     return Status::Ok();
+  };
+  if (key == "sync.interval") {
+    return duration_in(1'000'000, 3600'000'000'000ull, "must be between 1ms and 1h",
+                       &sync.interval_ns);
   }
   if (key == "sync.entries") return count_in(1, 1ull << 40, &sync.entries);
   if (key == "compression.min_bytes") return size_in(0, format::kMaxStoredSize, &compression.min_bytes);
@@ -213,6 +219,25 @@ Status Config::Set(std::string_view key, std::string_view value) {
   }
   if (key == "consumers.max_groups") return count_in(1, 1u << 16, &consumers.max_groups);
   if (key == "consumers.max_offsets") return count_in(1, 1u << 22, &consumers.max_offsets);
+  if (key == "retention.max_age") {
+    return duration_in(0, UINT64_MAX, "", &retention.max_age_ns);
+  }
+  if (key == "retention.force_delete_after") {
+    return duration_in(0, UINT64_MAX, "", &retention.force_delete_after_ns);
+  }
+  if (key == "retention.interval") {
+    Result<uint64_t> r = ParseDuration(value);
+    if (!r.ok()) return BadValue(key, value, r.status().message());
+    if (*r != 0 && (*r < 1'000'000 || *r > 86400'000'000'000ull)) {
+      return BadValue(key, value, "must be 0 (no background pass) or between 1ms and 1d");
+    }
+    retention.interval_ns = *r;
+    return Status::Ok();
+  }
+  if (key == "retention.max_shard_bytes") return size_in(0, UINT64_MAX, &retention.max_shard_bytes);
+  if (key == "retention.max_total_bytes") return size_in(0, UINT64_MAX, &retention.max_total_bytes);
+  if (key == "retention.min_free_bytes") return size_in(0, UINT64_MAX, &retention.min_free_bytes);
+  if (key == "retention.min_segments") return count_in(1, 1u << 20, &retention.min_segments);
   if (key == "read.check_crc") {
     Result<bool> r = ParseBool(key, value);
     if (!r.ok()) return r.status();
@@ -250,6 +275,38 @@ Status Config::Validate() const {
   }
   if (sync.interval_ns == 0 || sync.entries == 0) {
     return Status::Invalid("config sync.interval and sync.entries must be > 0");
+  }
+  return ValidateRetention();
+}
+
+// A shard's active segment alone takes storage.max_segment_bytes on disk: a smaller budget
+// could never hold after a pass.
+Status Config::ValidateRetention() const {
+  const Retention& r = retention;
+  auto at_least_a_segment = [&](const char* key, uint64_t v) -> Status {
+    if (v == 0 || v >= storage.max_segment_bytes) return Status::Ok();
+    return Status::Invalid("config " + std::string(key) + "=" + std::to_string(v) +
+                           ": must be 0 (no limit) or at least storage.max_segment_bytes (" +
+                           std::to_string(storage.max_segment_bytes) +
+                           "), which a shard's active segment alone takes");
+  };
+  if (Status st = at_least_a_segment("retention.max_shard_bytes", r.max_shard_bytes); !st.ok()) {
+    return st;
+  }
+  if (Status st = at_least_a_segment("retention.max_total_bytes", r.max_total_bytes); !st.ok()) {
+    return st;
+  }
+  if (r.min_segments == 0) {
+    return Status::Invalid("config retention.min_segments=0: must be at least 1 (a shard's "
+                           "active segment is never deleted)");
+  }
+  if (r.force_delete_after_ns != 0 && r.max_age_ns != 0 &&
+      r.force_delete_after_ns < r.max_age_ns) {
+    return Status::Invalid("config retention.force_delete_after=" +
+                           std::to_string(r.force_delete_after_ns) +
+                           "ns is shorter than retention.max_age=" +
+                           std::to_string(r.max_age_ns) +
+                           "ns: unconsumed entries would get less time than consumed ones");
   }
   return Status::Ok();
 }

@@ -9,6 +9,8 @@
 #include "client_impl.h"
 #include "clock.h"
 #include "env.h"
+#include "retention.h"
+#include "test_hooks.h"
 #include "text.h"
 
 namespace comet::internal {
@@ -404,7 +406,11 @@ void ClientImpl::MaintainerLoop() {
   int64_t next_rebalance = 0, next_export_check = env::MonotonicNs() + 1'000'000'000;
   while (!stop_.load(std::memory_order_acquire)) {
     bool more = false;  // a shard has pre-faulting left to do: come back without sleeping
-    for (auto& s : AllShards()) more = s->Maintain() || more;
+    for (auto& s : AllShards()) {
+      more = s->Maintain() || more;
+      s->ForgetRetained();
+    }
+    MaybeRetention();
     // sync.mode=none: group files are written, never synced, on this thread's schedule.
     if (ctx_->cfg.sync.mode == SyncMode::kNone) (void)groups_->Flush(false);
     if (env::MonotonicNs() >= next_export_check) {
@@ -417,6 +423,44 @@ void ClientImpl::MaintainerLoop() {
     }
     if (!more) maintainer_.Wait(multi_ ? 20'000'000 : 100'000'000);
   }
+}
+
+// Whether retention.interval has passed since the directory's last pass (by any process). A
+// last pass in the future means the clock was set back: run rather than wait for it.
+bool ClientImpl::RetentionDue() const {
+  const Config& cfg = ctx_->cfg;
+  if (!RetentionEnabled(cfg.retention) || cfg.retention.interval_ns == 0) return false;
+  const int64_t last = control_->header()->retention_last_ns.load(std::memory_order_relaxed);
+  const int64_t now = env::NowNs();
+  return now < last || now - last >= static_cast<int64_t>(cfg.retention.interval_ns);
+}
+
+void ClientImpl::MaybeRetention() {
+  if (!RetentionDue()) return;
+  Result<RetentionReport> r = RunRetention(false);
+  if (!r.ok()) AddToReport({"retention: " + r.status().message()});
+}
+
+Result<RetentionReport> ClientImpl::RunRetention(bool wait) {
+  if (ctx_->read_only) return Status::Invalid("client is read-only; cannot run retention on " + ctx_->root);
+  std::unique_lock lk(retention_mu_, std::defer_lock);
+  if (wait) {
+    lk.lock();
+  } else if (!lk.try_lock()) {
+    return RetentionReport{};
+  }
+  const std::string lock_path = env::Join(ctx_->root, kLockFile);
+  Status locked = LockByte(lock_fd_, kRetentionByte, F_WRLCK, wait, lock_path);
+  if (locked.IsNotOwner() && !wait) return RetentionReport{};
+  if (!locked.ok()) return locked;
+  if (!wait && !RetentionDue()) {  // another process's pass ended while we looked
+    (void)LockByte(lock_fd_, kRetentionByte, F_UNLCK, false, lock_path);
+    return RetentionReport{};
+  }
+  Result<RetentionReport> r = RunRetentionPass(ctx_->root, ctx_->cfg, control_.get(), RetentionNowNs());
+  (void)LockByte(lock_fd_, kRetentionByte, F_UNLCK, false, lock_path);
+  for (auto& s : AllShards()) s->ForgetRetained();
+  return r;
 }
 
 void ClientImpl::RefreshExport() {

@@ -6,6 +6,7 @@
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -145,6 +146,12 @@ Result<uint64_t> FileSize(int fd, const std::string& path) {
   struct stat st;
   if (fstat(fd, &st) != 0) return Status::FromErrno(errno, "fstat " + path);
   return static_cast<uint64_t>(st.st_size);
+}
+
+Result<uint64_t> FreeBytes(const std::string& path) {
+  struct statvfs st;
+  if (statvfs(path.c_str(), &st) != 0) return Status::FromErrno(errno, "statvfs " + path);
+  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
 }
 
 Status Preallocate(int fd, uint64_t bytes, const std::string& path) {

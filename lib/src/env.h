@@ -28,6 +28,8 @@ Status FsyncDir(const std::string& path);
 Result<int> OpenFile(const std::string& path, int flags, mode_t mode = 0644);
 void Close(int fd);
 Result<uint64_t> FileSize(int fd, const std::string& path);
+// Bytes an unprivileged process may still allocate on the file system holding `path` (statvfs).
+Result<uint64_t> FreeBytes(const std::string& path);
 Status Preallocate(int fd, uint64_t bytes, const std::string& path);  // fallocate, no SIGBUS later
 Status Truncate(int fd, uint64_t bytes, const std::string& path);
 Status DataSync(int fd, const std::string& path);

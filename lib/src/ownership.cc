@@ -143,6 +143,8 @@ void ClientImpl::UnlockAfterFork(bool child) {
   // glibc's rwlock remembers its writer's thread id, which differs in the child: a fresh lock
   // is the only correct way to release it there.
   if (child) {
+    // A pass the maintainer ran at the fork did not come along; its mutex must not stay held.
+    new (&retention_mu_) std::mutex();
     new (&streams_mu_) std::shared_mutex();
   } else {
     streams_mu_.unlock();

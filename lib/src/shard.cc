@@ -77,7 +77,22 @@ Status Shard::EnsureDir() {
 
 uint64_t Shard::FirstEntry() const {
   std::shared_lock lk(list_mu_);
-  return segments_.empty() ? Committed() : segments_.front()->base();
+  return std::max(segments_.empty() ? Committed() : segments_.front()->base(), RetainedFrom());
+}
+
+// A segment is gone when the next one starts at or below retained_from; the last one never is.
+void Shard::ForgetRetained() {
+  const uint64_t from = RetainedFrom();
+  auto gone = [&] { return segments_.size() > 1 && segments_[1]->base() <= from; };
+  {
+    std::shared_lock lk(list_mu_);
+    if (!gone()) return;
+  }
+  std::unique_lock lk(list_mu_);
+  size_t n = 0;
+  while (n + 1 < segments_.size() && segments_[n + 1]->base() <= from) n++;
+  segments_.erase(segments_.begin(), segments_.begin() + static_cast<ptrdiff_t>(n));
+  std::erase_if(gaps_, [&](const std::pair<uint64_t, uint64_t>& g) { return g.second <= from; });
 }
 
 void Shard::CountCorrupt(uint64_t n) {

@@ -123,6 +123,13 @@ class Shard {
   // Entries below this are readable.
   uint64_t Committed() const { return committed_->load(std::memory_order_acquire); }
   uint64_t FirstEntry() const;
+  // Retention deleted every entry below this (as the control region tells every process; 0
+  // without one). Their segments may still be in this process's list and mapped.
+  uint64_t RetainedFrom() const {
+    return slot_ ? slot_->retained_from.load(std::memory_order_acquire) : 0;
+  }
+  // Drops the segments retention deleted from the list (readers holding one keep it mapped).
+  void ForgetRetained();
 
   // Makes every entry below `target` durable (group commit: one fdatasync serves all waiters).
   Status SyncTo(uint64_t target) { return SyncUpTo(target, false, false); }

@@ -15,6 +15,13 @@ using namespace format;
 // ---- read path -------------------------------------------------------------------------------
 
 Status Shard::Locate(uint64_t e, std::shared_ptr<Segment>* seg, uint64_t* resume) {
+  if (const uint64_t from = RetainedFrom(); e < from) {
+    ForgetRetained();
+    if (resume) *resume = from;
+    return Status::NotFound(name_ + ": entry " + std::to_string(e) +
+                            " was deleted by retention; the first retained entry is " +
+                            std::to_string(from));
+  }
   for (int attempt = 0;; attempt++) {
     // A follower's list may predate segments its writer created since: look once more.
     const bool follower = !writer_.load(std::memory_order_acquire);
@@ -157,8 +164,9 @@ Status Shard::Inspect(StreamInfo* info) {
   const uint64_t c = Committed();
   info->next_entry = c;
   if (!writer_.load(std::memory_order_acquire)) (void)Refresh();
+  ForgetRetained();
+  info->first = EntryId{prefix_id_, shard_, FirstEntry()};
   std::shared_lock lk(list_mu_);
-  info->first = EntryId{prefix_id_, shard_, segments_.empty() ? c : segments_.front()->base()};
   for (const auto& s : segments_) {
     if (!writer_.load(std::memory_order_acquire)) s->SealVisible();
     SegmentInfo si;

@@ -49,6 +49,7 @@ Status Shard::LoadSegments(std::vector<std::shared_ptr<Segment>>* segs,
         Segment::Open(path, rel, ctx_->cfg.index.interval, writable, base);
     if (!s.ok()) {
       if (s.status().code() == Code::kVersion) return s.status();
+      if (s.status().IsNotFound()) continue;  // deleted since listed (retention, recovery)
       problems->push_back(s.status().message() + "; its entries are unreadable");
       CountCorrupt(1);
       continue;

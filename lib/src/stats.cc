@@ -134,7 +134,39 @@ StreamStats ReadShard(const format::ShardSlot& slot, const std::string& prefix) 
   st.syncs = get(slot.syncs);
   st.corrupt_records = get(slot.corrupt_records);
   st.failed_appends = get(slot.failed_appends);
+  st.retained_from = get(slot.retained_from);
   return st;
+}
+
+void ReadRetention(const shm::ControlRegion& r, DirectoryStats* s) {
+  const format::ControlHeader* h = r.header();
+  auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  s->retention.passes = get(h->retention_passes);
+  s->retention.segments = get(h->retention_segments);
+  s->retention.entries = get(h->retention_entries);
+  s->retention.bytes = get(h->retention_bytes);
+  s->retention.unconsumed = get(h->retention_unconsumed);
+  s->retention.last_pass_ns = h->retention_last_ns.load(std::memory_order_relaxed);
+  // Skipped counts are per (group, stream): summed into their group, by group slot.
+  const uint32_t groups = r.group_count();
+  std::vector<GroupLosses> by_slot(groups);
+  std::vector<bool> ready(groups);
+  for (uint32_t g = 0; g < groups; g++) {
+    const format::GroupSlot* slot = r.group(g);
+    ready[g] = slot->state.load(std::memory_order_acquire) == 1;
+    by_slot[g].name.assign(slot->name, std::min<size_t>(slot->name_len, format::kMaxGroupName));
+    by_slot[g].retention_lost = get(slot->retention_lost);
+  }
+  const uint32_t offsets = r.offset_count();
+  for (uint32_t i = 0; i < offsets; i++) {
+    const format::OffsetSlot* o = r.offset(i);
+    if (o->state.load(std::memory_order_acquire) == 1 && o->group < groups) {
+      by_slot[o->group].skipped += get(o->skipped);
+    }
+  }
+  for (uint32_t g = 0; g < groups; g++) {
+    if (ready[g]) s->group_losses.push_back(std::move(by_slot[g]));
+  }
 }
 
 void ReadStreams(const shm::ControlRegion& r, const std::string& dir, DirectoryStats* s) {
@@ -286,6 +318,29 @@ void AppendStreamJson(std::string* out, const StreamStats& st) {
   o.Num("syncs", st.syncs);
   o.Num("corrupt_records", st.corrupt_records);
   o.Num("failed_appends", st.failed_appends);
+  o.Num("retained_from", st.retained_from);
+  o.Close();
+}
+
+void AppendRetentionJson(std::string* out, const DirectoryStats& s) {
+  JsonObject o(out);
+  o.Num("passes", s.retention.passes);
+  o.Num("segments", s.retention.segments);
+  o.Num("entries", s.retention.entries);
+  o.Num("bytes", s.retention.bytes);
+  o.Num("unconsumed", s.retention.unconsumed);
+  o.Int("last_pass_ns", s.retention.last_pass_ns);
+  o.Key("groups");
+  out->push_back('[');
+  for (size_t i = 0; i < s.group_losses.size(); i++) {
+    if (i > 0) out->push_back(',');
+    JsonObject g(out);
+    g.Str("name", s.group_losses[i].name);
+    g.Num("retention_lost", s.group_losses[i].retention_lost);
+    g.Num("skipped", s.group_losses[i].skipped);
+    g.Close();
+  }
+  out->push_back(']');
   o.Close();
 }
 
@@ -389,6 +444,24 @@ void AppendGroupTable(std::string* out, const DirectoryStats& s) {
                        "\n",
                        gw, g.group.c_str(), sw, g.stream.c_str(), g.committed, g.end, g.lag,
                        g.skipped));
+  }
+}
+
+void AppendRetentionText(std::string* out, const DirectoryStats& s) {
+  const RetentionStats& r = s.retention;
+  out->append(Format("retention: %" PRIu64 " passes deleted %" PRIu64 " segments, %" PRIu64
+                     " entries, %" PRIu64 " bytes (%" PRIu64 " entries not yet consumed by "
+                     "every group)\n",
+                     r.passes, r.segments, r.entries, r.bytes, r.unconsumed));
+  for (const StreamStats& st : s.streams) {
+    if (st.retained_from == 0) continue;
+    out->append(Format("  %s: first retained entry %" PRIu64 "\n", st.name.c_str(),
+                       st.retained_from));
+  }
+  for (const GroupLosses& g : s.group_losses) {
+    out->append(Format("  group %s: %" PRIu64 " entries lost to retention, %" PRIu64
+                       " passed over unread\n",
+                       g.name.c_str(), g.retention_lost, g.skipped));
   }
 }
 
@@ -515,6 +588,8 @@ constexpr StreamMetric kStreamMetrics[] = {
      &StreamStats::corrupt_records},
     {"comet_stream_failed_appends", "counter", "", "Appends that failed.",
      &StreamStats::failed_appends},
+    {"comet_stream_retained_from", "gauge", "",
+     "Retention deleted every entry below this entry number.", &StreamStats::retained_from},
 };
 
 void AppendStreamMetrics(std::string* out, const DirectoryStats& s) {
@@ -591,6 +666,28 @@ void AppendDirectoryCounters(std::string* out, const DirectoryStats& s) {
   }
 }
 
+void AppendRetentionMetrics(std::string* out, const DirectoryStats& s) {
+  const RetentionStats& r = s.retention;
+  const std::pair<const char*, std::pair<const char*, uint64_t>> counters[] = {
+      {"comet_retention_passes", {"Retention passes run.", r.passes}},
+      {"comet_retention_segments", {"Segment files retention deleted.", r.segments}},
+      {"comet_retention_entries", {"Entries retention deleted.", r.entries}},
+      {"comet_retention_bytes", {"Segment bytes retention deleted.", r.bytes}},
+      {"comet_retention_unconsumed_entries",
+       {"Entries retention deleted before every group had consumed them.", r.unconsumed}},
+  };
+  for (const auto& [name, help_value] : counters) {
+    AppendFamily(out, name, "counter", help_value.first);
+    AppendSample(out, std::string(name) + "_total", {}, std::to_string(help_value.second));
+  }
+  AppendFamily(out, "comet_group_retention_lost", "counter",
+               "Entries retention deleted before this group had consumed them.");
+  for (const GroupLosses& g : s.group_losses) {
+    AppendSample(out, "comet_group_retention_lost_total", {{"group", g.name}},
+                 std::to_string(g.retention_lost));
+  }
+}
+
 }  // namespace
 
 // ---- public API ------------------------------------------------------------------------------
@@ -635,6 +732,7 @@ Result<DirectoryStats> ReadStats(const std::string& dir) {
   ReadProcesses(r, dir, &s);
   ReadStreams(r, dir, &s);
   ReadGroups(r, dir, &s);
+  ReadRetention(r, &s);
   return s;
 }
 
@@ -677,6 +775,8 @@ std::string FormatStatsJson(const DirectoryStats& s) {
     AppendGroupJson(&out, s.groups[i]);
   }
   out.push_back(']');
+  o.Key("retention");
+  AppendRetentionJson(&out, s);
   o.Key("ops");
   {
     JsonObject ops(&out);
@@ -706,6 +806,7 @@ std::string FormatStatsText(const DirectoryStats& s) {
   AppendProcessTable(&out, s);
   AppendStreamTable(&out, s);
   AppendGroupTable(&out, s);
+  AppendRetentionText(&out, s);
   AppendOpTable(&out, s);
   return out;
 }
@@ -732,6 +833,7 @@ std::string FormatStatsPrometheus(const DirectoryStats& s) {
   AppendGroupMetrics(&out, s);
   AppendProcessMetrics(&out, s);
   AppendDirectoryCounters(&out, s);
+  AppendRetentionMetrics(&out, s);
   out.append("# EOF\n");
   return out;
 }

@@ -13,4 +13,14 @@ namespace comet::internal {
 void SetWaitRecheckNs(int64_t ns);
 int64_t WaitRecheckNs();
 
+// The wall clock retention passes judge ages by: `ns` from now on (0: the real clock again).
+// Lets a test place "now" between segments' creation times instead of waiting for time to pass.
+void SetRetentionNowNs(int64_t ns);
+int64_t RetentionNowNs();
+
+// Called by a retention pass for each segment it deletes, after raising the shard's
+// retained_from and before unlinking the file, with how many it deleted before (null: nothing).
+// A crash test uses it to place a SIGKILL in the middle of a pass.
+void SetRetentionDeleteHook(void (*hook)(uint64_t deleted));
+
 }  // namespace comet::internal

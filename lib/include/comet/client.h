@@ -139,6 +139,17 @@ struct Stats {
   uint64_t prefaulted_bytes = 0, cold_rotations = 0;
 };
 
+// What one retention pass deleted (Client::RunRetention, `comet retention`).
+struct RetentionReport {
+  bool ran = false;  // false: another process was running a pass (the background call only)
+  uint64_t segments = 0, entries = 0, bytes = 0;
+  // Entries deleted before some consumer group had consumed them (the size budgets, the
+  // free-disk floor or retention.force_delete_after overruled the group).
+  uint64_t unconsumed = 0;
+  // One line per deleted segment: stream, file, entries, bytes and why.
+  std::vector<std::string> deleted;
+};
+
 // A handle on one stream, owned by its Client: valid until the Client is destroyed (after Close,
 // calls that take it fail with CLOSED). Appending through a handle skips the name lookup.
 class Stream {
@@ -219,6 +230,10 @@ class Client {
   // line per problem (what and where) in *problems.
   Result<uint64_t> Verify(std::vector<std::string>* problems);
   Stats GetStats();
+  // Runs a retention pass over the whole directory now (retention.* of this client's Config),
+  // waiting for a pass another process is running to finish first. The background pass runs
+  // every retention.interval in one writing process at a time. INVALID for a read-only client.
+  Result<RetentionReport> RunRetention();
   // What Open found and repaired (torn tails removed, damaged records, gaps, a rebuilt control
   // file), and later takeovers of shards from dead processes, one line each naming the file and
   // offset. Empty for a clean directory.

@@ -122,6 +122,27 @@ struct Config {
     uint32_t max_offsets = 4096;
   } consumers;
 
+  struct Retention {
+    // Retention deletes whole sealed segments of a shard, oldest first, never its last (the
+    // active) one. A segment's age is that of its newest possible entry: the time since the
+    // segment after it was created. 0 turns a limit off.
+    uint64_t max_age_ns = 7ull * 86400 * 1'000'000'000;  // retention.max_age (default 7d)
+    uint64_t max_shard_bytes = 0;  // segment files of one shard, at most (0: no limit)
+    uint64_t max_total_bytes = 0;  // segment files of every shard together (0: no limit)
+    // Keep at least this many segments per shard (the active one counts), whatever the limits.
+    uint32_t min_segments = 1;
+    // Entries a consumer group has not consumed yet (at or above its committed offset) are
+    // kept past max_age, until they are older than this (0: kept until a size budget or the
+    // free-disk floor needs their space). Must be >= max_age when both are set.
+    uint64_t force_delete_after_ns = 0;
+    // Delete the oldest segments while the file system holding the directory has less free
+    // space than this (0: no floor).
+    uint64_t min_free_bytes = 0;
+    // How often the background pass runs (one process at a time for the whole directory);
+    // 0: never in the background, only Client::RunRetention (`comet retention`).
+    uint64_t interval_ns = 60'000'000'000;  // retention.interval
+  } retention;
+
   // Presets.
   static Config Default() { return Config(); }
   // Segment size from a memory budget spread over the shards (clamped to 1 MiB .. 1 GiB).
@@ -139,6 +160,7 @@ struct Config {
   Status Set(std::string_view key, std::string_view value);
   // Checks cross-field constraints; called by Client::Open.
   Status Validate() const;
+  Status ValidateRetention() const;
   // Every key Set accepts, in a stable order.
   static const std::vector<std::string>& Keys();
 };

@@ -188,6 +188,14 @@ struct ControlHeader {
   std::atomic<uint64_t> takeovers;                        // 224: shards taken from dead owners
   std::atomic<uint64_t> uncaptured_lines;                 // 232: output lines the LD_PRELOAD
                                                           //      shim could not store
+  // line 4: retention (layout 1.1 files created before it hold zeros here, which is right).
+  alignas(kCacheLine) std::atomic<uint64_t> retention_passes;  // 256: passes run
+  std::atomic<uint64_t> retention_segments;               // 264: segment files deleted
+  std::atomic<uint64_t> retention_entries;                // 272: entries deleted
+  std::atomic<uint64_t> retention_bytes;                  // 280: segment bytes deleted
+  std::atomic<uint64_t> retention_unconsumed;             // 288: entries deleted before some
+                                                          //      group had consumed them
+  std::atomic<int64_t> retention_last_ns;                 // 296: wall clock of the last pass
 };
 static_assert(offsetof(ControlHeader, magic) == 0);
 static_assert(offsetof(ControlHeader, version) == 8);
@@ -214,6 +222,12 @@ static_assert(offsetof(ControlHeader, torn_tails) == 208);
 static_assert(offsetof(ControlHeader, gaps) == 216);
 static_assert(offsetof(ControlHeader, takeovers) == 224);
 static_assert(offsetof(ControlHeader, uncaptured_lines) == 232);
+static_assert(offsetof(ControlHeader, retention_passes) == 256);
+static_assert(offsetof(ControlHeader, retention_segments) == 264);
+static_assert(offsetof(ControlHeader, retention_entries) == 272);
+static_assert(offsetof(ControlHeader, retention_bytes) == 280);
+static_assert(offsetof(ControlHeader, retention_unconsumed) == 288);
+static_assert(offsetof(ControlHeader, retention_last_ns) == 296);
 static_assert(sizeof(ControlHeader) <= kControlHeaderSize);
 
 // One per process that has the directory open in multi-process mode (a single-mode writer uses
@@ -260,7 +274,10 @@ struct ShardSlot {
   uint32_t shard;                       // 8
   uint32_t reserved0;                   // 12
   std::atomic<uint64_t> owner;          // 16  (process slot + 1) << 32 | epoch; 0 = none
-  uint8_t pad0[40];                     // 24
+  std::atomic<uint64_t> retained_from;  // 24  retention deleted every entry below this (the
+                                        //     first remaining segment's base: a hint, the
+                                        //     segment files are the truth)
+  uint8_t pad0[32];                     // 32
   // line 1: the writer's publication. committed_entry is stored last, with release.
   std::atomic<uint64_t> committed_entry;   // 64  next entry number; all below are readable
   std::atomic<uint64_t> committed_offset;  // 72  byte end of the last record in the active segment
@@ -282,6 +299,7 @@ struct ShardSlot {
   std::atomic<uint64_t> failed_appends;    // 248
 };
 static_assert(offsetof(ShardSlot, owner) == 16);
+static_assert(offsetof(ShardSlot, retained_from) == 24);
 static_assert(offsetof(ShardSlot, committed_entry) == 64);
 static_assert(offsetof(ShardSlot, committed_offset) == 72);
 static_assert(offsetof(ShardSlot, active_base) == 80);
@@ -303,13 +321,16 @@ struct GroupSlot {
   std::atomic<uint64_t> seq;            // 16  bumped after every commit and reset
   std::atomic<uint64_t> file_seq;       // 24  the seq the group file holds
   std::atomic<uint64_t> acked;          // 32  entries acked, all streams
-  uint8_t pad0[24];                     // 40
+  std::atomic<uint64_t> retention_lost; // 40  entries retention deleted before this group had
+                                        //     consumed them (size budget, force_delete_after)
+  uint8_t pad0[16];                     // 48
   char name[256];                       // 64  not NUL-terminated (name_len bytes)
 };
 static_assert(offsetof(GroupSlot, file_key) == 8);
 static_assert(offsetof(GroupSlot, seq) == 16);
 static_assert(offsetof(GroupSlot, file_seq) == 24);
 static_assert(offsetof(GroupSlot, acked) == 32);
+static_assert(offsetof(GroupSlot, retention_lost) == 40);
 static_assert(offsetof(GroupSlot, name) == 64);
 static_assert(sizeof(GroupSlot) == 320);
 

@@ -44,6 +44,21 @@ struct StreamStats {
   uint64_t committed_entry = 0, synced_entry = 0, appended_entries = 0, appended_bytes = 0,
            stored_bytes = 0, compressed_entries = 0, rotations = 0, syncs = 0,
            corrupt_records = 0, failed_appends = 0;
+  uint64_t retained_from = 0;  // retention deleted every entry below this
+};
+
+// What retention did, all processes together.
+struct RetentionStats {
+  uint64_t passes = 0, segments = 0, entries = 0, bytes = 0;
+  uint64_t unconsumed = 0;    // entries deleted before some group had consumed them
+  int64_t last_pass_ns = 0;   // wall clock of the last pass (0: none yet)
+};
+
+// A consumer group's losses: entries retention deleted before the group consumed them, and
+// entries its consumers passed over unread (deleted or damaged), over every stream.
+struct GroupLosses {
+  std::string name;
+  uint64_t retention_lost = 0, skipped = 0;
 };
 
 // One consumer group's position in one stream.
@@ -71,6 +86,8 @@ struct DirectoryStats {
   std::vector<ProcessInfo> processes;  // slots ever used
   std::vector<StreamStats> streams;    // sorted by name
   std::vector<GroupStreamStats> groups;  // every group's offset per stream, by group then stream
+  RetentionStats retention;
+  std::vector<GroupLosses> group_losses;  // per group, in the order groups were created
   // Indexed by format::MetricOp, summed over every process slot.
   std::array<LatencyHistogram, format::kOpCount> ops;
 };
