@@ -532,6 +532,7 @@ TEST(RetentionConfig, BadValuesAreRefusedWithTheirKey) {
   Status bad = c.Set("retention.max_age", "soon");
   EXPECT_TRUE(bad.code() == comet::Code::kInvalid && comet_test::Contains(bad.message(), "retention.max_age"))
       << bad.ToString();
+  EXPECT_EQ(c.retention.max_age_ns, 0u) << "nothing is deleted unless a limit is set";
   ASSERT_TRUE(c.Set("retention.max_age", "7d").ok());
   EXPECT_EQ(c.retention.max_age_ns, 7ull * 86400 * 1'000'000'000);
   ASSERT_TRUE(c.Set("retention.max_shard_bytes", "1GiB").ok());

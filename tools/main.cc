@@ -49,11 +49,11 @@ constexpr Command kCommands[] = {
      "summary. Exit 0 when clean, 1 when corruption was found, 2 when it could not check.\n"},
     {"retention", RunRetention, "retention DIR [-c key=value ...]",
      "Runs a retention pass over DIR now and prints each segment it deleted and why: whole\n"
-     "sealed segments, oldest first, never a shard's active one, by retention.max_age\n"
-     "(default 7d), retention.max_shard_bytes, retention.max_total_bytes and\n"
-     "retention.min_free_bytes, keeping retention.min_segments per shard; entries a consumer\n"
-     "group has not consumed are kept past max_age until retention.force_delete_after. Set\n"
-     "them with -c (e.g. -c retention.max_age=1d). Opens DIR as a writer: with a live\n"
+     "sealed segments, oldest first, never a shard's active one, by retention.max_age,\n"
+     "retention.max_shard_bytes, retention.max_total_bytes and retention.min_free_bytes,\n"
+     "keeping retention.min_segments per shard; entries a consumer group has not consumed\n"
+     "are kept past max_age until retention.force_delete_after. Set them with -c (e.g.\n"
+     "-c retention.max_age=7d); none is set by default. Opens DIR as a writer: with a live\n"
      "single-mode writer it fails (that writer runs retention itself); for a directory\n"
      "shared by processes add -c concurrency.mode=multi.\n"},
     {"stats", RunStats, "stats DIR [--json | --prometheus]",

@@ -207,8 +207,14 @@ class Pass {
 
   // ---- deciding ----
 
+  // The first remaining segment may go if min_segments are left after it and the segment after
+  // it holds a published entry: a segment made for a batch that a crash cut short holds none,
+  // and the recovery that removes it needs the one before it.
   bool Deletable(const ShardFiles& sh) const {
-    return sh.front + std::max<size_t>(1, r_.min_segments) < sh.segs.size();
+    if (sh.front + std::max<size_t>(1, r_.min_segments) >= sh.segs.size() || !sh.slot) {
+      return false;
+    }
+    return sh.FirstEnd() < sh.slot->committed_entry.load(std::memory_order_acquire);
   }
 
   // How long ago the first remaining segment's newest entry was appended, at most: when the

@@ -125,8 +125,9 @@ struct Config {
   struct Retention {
     // Retention deletes whole sealed segments of a shard, oldest first, never its last (the
     // active) one. A segment's age is that of its newest possible entry: the time since the
-    // segment after it was created. 0 turns a limit off.
-    uint64_t max_age_ns = 7ull * 86400 * 1'000'000'000;  // retention.max_age (default 7d)
+    // segment after it was created. 0 turns a limit off; every limit is off by default, so
+    // nothing is deleted unless one is set.
+    uint64_t max_age_ns = 0;  // retention.max_age (e.g. 7d)
     uint64_t max_shard_bytes = 0;  // segment files of one shard, at most (0: no limit)
     uint64_t max_total_bytes = 0;  // segment files of every shard together (0: no limit)
     // Keep at least this many segments per shard (the active one counts), whatever the limits.
