@@ -119,6 +119,20 @@ TEST(Config, BadDurationIsInvalidAndNamesKey) {
   }
 }
 
+// A Config filled in directly is held to the same ranges as Set: a 1 ns sync.interval would make
+// the syncer spin.
+TEST(Config, ValidateHoldsFieldsSetDirectlyToTheKeysRanges) {
+  Config c;
+  c.sync.interval_ns = 1;
+  comet::Status s = c.Validate();
+  EXPECT_EQ(s.code(), Code::kInvalid);
+  EXPECT_TRUE(Contains(s.message(), "sync.interval")) << s.message();
+  c.sync.interval_ns = 1 * kMs;
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate().ToString();
+  c.storage.max_preallocated_bytes = ~uint64_t{0};
+  EXPECT_EQ(c.Validate().code(), Code::kInvalid);
+}
+
 TEST(Config, OutOfRangeValuesAreRefused) {
   {
     Config c;  // segments are 4 KiB .. 4 GiB

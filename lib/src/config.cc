@@ -129,7 +129,7 @@ Config Config::MultiProcess() {
 const std::vector<std::string>& Config::Keys() {
   static const std::vector<std::string> keys = {
       "storage.max_segment_bytes", "storage.max_entry_bytes", "storage.prefault_bytes",
-      "storage.max_streams",       "storage.huge_pages",      "sync.mode",
+      "storage.max_preallocated_bytes", "storage.max_streams",       "storage.huge_pages",      "sync.mode",
       "sync.interval",
       "sync.entries",              "compression.min_bytes",   "compression.level",
       "index.interval",            "concurrency.mode",        "concurrency.max_processes",
@@ -172,6 +172,9 @@ Status Config::Set(std::string_view key, std::string_view value) {
   if (key == "storage.max_segment_bytes") return size_in(4096, 4ull << 30, &storage.max_segment_bytes);
   if (key == "storage.max_entry_bytes") return size_in(0, format::kMaxStoredSize, &storage.max_entry_bytes);
   if (key == "storage.prefault_bytes") return size_in(0, 1ull << 30, &storage.prefault_bytes);
+  if (key == "storage.max_preallocated_bytes") {
+    return size_in(0, 1ull << 50, &storage.max_preallocated_bytes);
+  }
   if (key == "storage.max_streams") return count_in(1, 1u << 20, &storage.max_streams);
   if (key == "sync.mode") {
     if (value == "none") sync.mode = SyncMode::kNone;
@@ -273,9 +276,16 @@ Status Config::Validate() const {
     return Status::Invalid("config compression.level=" + std::to_string(compression.level) +
                            ": must be between 1 and 19");
   }
-  if (sync.interval_ns == 0 || sync.entries == 0) {
-    return Status::Invalid("config sync.interval and sync.entries must be > 0");
+  if (storage.max_preallocated_bytes > (1ull << 50)) {
+    return Status::Invalid("config storage.max_preallocated_bytes=" +
+                           std::to_string(storage.max_preallocated_bytes) +
+                           ": must be at most 1PiB");
   }
+  if (sync.interval_ns < 1'000'000 || sync.interval_ns > 3600'000'000'000ull) {
+    return Status::Invalid("config sync.interval=" + std::to_string(sync.interval_ns) +
+                           "ns: must be between 1ms and 1h");
+  }
+  if (sync.entries == 0) return Status::Invalid("config sync.entries must be > 0");
   return ValidateRetention();
 }
 

@@ -148,6 +148,7 @@ Segment::Segment(std::string path, std::string rel, uint32_t index_interval, uin
       index_(index_interval, capacity) {}
 
 Segment::~Segment() {
+  for (auto [p, len] : retired_maps_) env::Unmap(p, len);
   env::Unmap(ro_map_, map_len_);
   env::Unmap(map_, map_len_);
   env::Close(fd_);
@@ -248,9 +249,9 @@ Status Segment::PrepareForAppend(uint64_t end, uint64_t capacity, uint64_t prefa
   huge_ = huge;
   Result<char*> m = env::Map(fd_, capacity, true, path_, huge);
   if (!m.ok()) return m.status();
-  env::Unmap(ro_map_, map_len_);
+  if (ro_map_) retired_maps_.emplace_back(ro_map_, map_len_);
   ro_map_ = nullptr;
-  env::Unmap(map_, map_len_);
+  retired_maps_.emplace_back(map_, map_len_);
   map_ = *m;
   map_len_ = capacity;
   if (Status st = MapForReaders(); !st.ok()) return st;

@@ -254,6 +254,9 @@ class Segment {
   char* ro_map_ = nullptr;  // read-only view of the same pages (appended segments only)
   std::atomic<uint64_t> dropped_{0};  // map_ bytes below this are unmapped (page aligned)
   size_t map_len_ = 0;
+  // Mappings replaced by PrepareForAppend: readers may still hold views into them, so they
+  // last as long as the segment.
+  std::vector<std::pair<char*, size_t>> retired_maps_;
   uint64_t capacity_ = 0;
   std::atomic<uint64_t> sealed_count_{kNotSealed};
   uint64_t data_end_ = 0;

@@ -125,6 +125,9 @@ Status Shard::StopWriting(bool closing) {
       if (st.ok()) st = t;
     }
     active_.reset();
+    ctx_->GiveRoom(active_room_);
+    active_room_ = 0;
+    resume_pending_ = false;
   }
   {
     std::lock_guard lk(sync_mu_);
@@ -132,10 +135,8 @@ Status Shard::StopWriting(bool closing) {
     unsynced_.clear();
   }
   std::lock_guard sl(spare_mu_);
-  if (spare_) {
-    (void)env::Unlink(spare_->path());
-    spare_.reset();
-  }
+  if (spare_) DropFresh(*spare_);
+  spare_.reset();
   return st;
 }
 
@@ -178,6 +179,9 @@ void Shard::ForgetWriterAfterFork() {
   // pthread_atfork handlers); the parent keeps writing, so nothing here touches the files.
   writer_.store(false, std::memory_order_relaxed);
   active_.reset();
+  ctx_->GiveRoom(active_room_ + (spare_ ? spare_->capacity() : 0));
+  active_room_ = 0;
+  resume_pending_ = false;
   spare_.reset();
   to_finish_.clear();
   unsynced_.clear();

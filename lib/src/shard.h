@@ -9,6 +9,7 @@
 // segment under a shared lock of the segment list, and read the mapping.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -71,6 +72,19 @@ struct ShardContext {
   // outlive its client, and an appender may still hold an older map's address); only the
   // client's open and its maintainer thread change the list.
   std::vector<std::unique_ptr<ExportMap>> export_maps;
+  // Disk reserved ahead of this client's writers (active and spare segments' capacity), bounded
+  // by storage.max_preallocated_bytes. TakeRoom grants as much of `want` as the budget has left,
+  // but never less than `least` (what the caller must store anyway); GiveRoom returns it.
+  std::atomic<uint64_t> room{0};
+  uint64_t TakeRoom(uint64_t want, uint64_t least) {
+    const uint64_t limit = cfg.storage.max_preallocated_bytes;
+    uint64_t used = room.load(std::memory_order_relaxed), grant;
+    do {
+      grant = std::max(least, std::min(want, used < limit ? limit - used : 0));
+    } while (!room.compare_exchange_weak(used, used + grant, std::memory_order_relaxed));
+    return grant;
+  }
+  void GiveRoom(uint64_t n) { room.fetch_sub(n, std::memory_order_relaxed); }
   // Adds one timed operation that stands for `weight` operations (sampled timing).
   void Record(format::MetricOp op, uint64_t ns, uint64_t weight = 1) const {
     format::ProcessMetrics* m = metrics.load(std::memory_order_relaxed);
@@ -85,6 +99,9 @@ struct ShardContext {
     }
   }
 };
+
+// The least room a new segment gets, however little the preallocation budget has left.
+constexpr uint64_t kLeastRoom = 64 << 10;
 
 // "entries A..B" for `count` entries from `from`, or "no entries".
 std::string EntryRange(uint64_t from, uint64_t count);
@@ -157,10 +174,6 @@ class Shard {
   uint32_t shard() const { return shard_; }
 
  private:
-  struct Plan {
-    uint64_t capacity;
-    uint64_t base;
-  };
   std::string SegmentPath(uint64_t base, const char* ext) const;
   std::string SegmentRel(uint64_t base, const char* ext) const;
   std::string TempName(const char* what);
@@ -175,7 +188,17 @@ class Shard {
   void ForgetWriterAfterFork();
   // Entries of segment `seg` that end at or below byte `end`, counted from its base.
   uint64_t EntriesBelow(Segment* seg, uint64_t end, uint64_t committed) const;
-  Result<std::shared_ptr<Segment>> NewSegment(uint64_t base, uint64_t capacity);
+  // A segment for entries from `base` with room for at least `need` bytes of records: the spare
+  // when it fits, else a new file with as much room as ctx_->room allows.
+  Result<std::shared_ptr<Segment>> NewSegment(uint64_t base, uint64_t need);
+  Result<std::shared_ptr<Segment>> TimedNewSegment(uint64_t base, uint64_t need);
+  // Removes a segment made for a batch that failed, and gives back its room.
+  void DropFresh(const Segment& seg);
+  // Takes a whole segment's room for a spare, if the budget has it.
+  bool TakeSpareRoom();
+  // REQUIRES: write_mu_ held, resume_pending_. Extends the loaded active segment for appending;
+  // if that fails, seals it as it is (appends go on in a new segment) and says why.
+  Status ResumeActive();
   // How far ahead of the writer (at byte `cur` of segment `base`) to keep pages pre-faulted:
   // storage.prefault_bytes, or what the writer's measured pace covers in kPrefaultLead.
   uint64_t PrefaultWindow(uint64_t base, uint64_t cur);
@@ -229,6 +252,10 @@ class Shard {
   std::mutex write_mu_;
   std::atomic<bool> writer_{false};  // this process holds the shard (changes under write_mu_)
   std::shared_ptr<Segment> active_;
+  uint64_t active_room_ = 0;  // of ctx_->room, what active_ holds
+  // Loaded, not yet extended for appending: the first append does that (ResumeActive), so that
+  // opening a directory of idle streams reserves, maps and pre-faults nothing.
+  bool resume_pending_ = false;
   uint64_t write_off_ = 0;
   uint64_t next_entry_ = 0;
   uint32_t until_node_ = 0;  // entries until the next sparse-index node
@@ -239,7 +266,6 @@ class Shard {
   // A preallocated, pre-faulted segment file waiting to become the next active one.
   std::mutex spare_mu_;
   std::shared_ptr<Segment> spare_;
-  std::atomic<bool> want_spare_{false};
 
   // Sealed segments waiting for truncation and an index file.
   std::mutex finish_mu_;

@@ -260,18 +260,14 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
       // A damaged segment is sealed as it is, so its damage map never changes under readers;
       // appends go on in a new segment.
       // So is a segment of an older format version: appends go on in a new one.
+      // It stays active, to be extended for appending by ResumeActive below or on its first
+      // append.
       if (r.bad.empty() && r.end <= cfg.storage.max_segment_bytes &&
           s.header().major == kFormatMajor) {
-        Status st = s.PrepareForAppend(r.end, cfg.storage.max_segment_bytes,
-                                       cfg.storage.prefault_bytes, cfg.HugeMappings());
-        if (st.ok()) {
-          active = segs[i];
-          write_off = r.end;
-          next = s.base() + r.count;
-          continue;
-        }
-        problems->push_back("segment " + s.rel() + ": cannot reopen for appending (" +
-                            st.message() + "); sealed, appends go to a new segment");
+        active = segs[i];
+        write_off = r.end;
+        next = s.base() + r.count;
+        continue;
       }
       (void)env::Truncate(s.fd(), r.end, s.path());
       s.Seal(r.count, r.end);
@@ -321,7 +317,9 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
   }
   next_entry_ = next;
   active_ = active;
+  active_room_ = 0;
   write_off_ = write_off;
+  resume_pending_ = writer && active_ && !active_->sealed();
   if (active_) {
     const uint32_t interval = cfg.index.interval;
     until_node_ = static_cast<uint32_t>((interval - (next - active_->base()) % interval) % interval);
@@ -336,8 +334,18 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
     }
     return Status::Ok();
   }
+  // A cleanly closed segment ends at its data and is extended on its first append, so that
+  // opening a directory of idle streams reserves, maps and pre-faults nothing. A crash left the
+  // room in place (and perhaps a torn tail past the data): that one is extended now.
+  if (resume_pending_ && active_->map_len() != write_off_) {
+    if (Status st = ResumeActive(); !st.ok()) problems->push_back(st.message());
+  }
+  // What recovery kept is made durable before it counts as synced, unless the control region
+  // already says it is (a cleanly closed segment, unchanged since: no fdatasync per idle stream).
+  const bool durable = resume_pending_ && !ctx_->control->fresh() &&
+                       slot_->synced_entry.load(std::memory_order_relaxed) >= next;
   if (active_) {
-    if (cfg.sync.mode != SyncMode::kNone) {
+    if (cfg.sync.mode != SyncMode::kNone && !durable) {
       if (Status st = env::DataSync(active_->fd(), active_->path()); !st.ok()) return st;
     }
     sync_active_ = active_;

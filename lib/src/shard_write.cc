@@ -33,21 +33,27 @@ constexpr int64_t kPaceSampleNs = 5'000'000;
 
 // ---- write path ------------------------------------------------------------------------------
 
-Result<std::shared_ptr<Segment>> Shard::NewSegment(uint64_t base, uint64_t capacity) {
+Result<std::shared_ptr<Segment>> Shard::NewSegment(uint64_t base, uint64_t need) {
   const Config& cfg = ctx_->cfg;
   if (Status st = EnsureDir(); !st.ok()) return st;
+  const uint64_t want = std::max(cfg.storage.max_segment_bytes, kSegmentHeaderSize + need);
   std::shared_ptr<Segment> seg;
-  if (capacity == cfg.storage.max_segment_bytes) {
+  if (want == cfg.storage.max_segment_bytes) {
     std::lock_guard lk(spare_mu_);
-    seg = std::move(spare_);
+    seg = std::move(spare_);  // its room was taken when it was made
   }
   if (!seg) {
+    const uint64_t room =
+        ctx_->TakeRoom(want, std::min(want, std::max(kSegmentHeaderSize + need, kLeastRoom)));
     const std::string tmp = TempName("fresh");
     Result<std::shared_ptr<Segment>> r =
         Segment::Create(env::Join(dir_, tmp), rel_dir_ + "/" + tmp,
-                        cfg.index.interval, capacity, cfg.storage.prefault_bytes,
+                        cfg.index.interval, room, cfg.storage.prefault_bytes,
                         cfg.HugeMappings());
-    if (!r.ok()) return Status(r.status().code(), name_ + ": new segment: " + r.status().message());
+    if (!r.ok()) {
+      ctx_->GiveRoom(room);
+      return Status(r.status().code(), name_ + ": new segment: " + r.status().message());
+    }
     seg = std::move(*r);
     prefaulted_.fetch_add(seg->populated(), std::memory_order_relaxed);
   }
@@ -58,16 +64,60 @@ Result<std::shared_ptr<Segment>> Shard::NewSegment(uint64_t base, uint64_t capac
   h.base_entry = base;
   h.created_ns = env::NowNs();
   if (Status st = seg->Activate(&h, SegmentPath(base, "seg"), SegmentRel(base, "seg")); !st.ok()) {
-    (void)env::Unlink(seg->path());
+    DropFresh(*seg);
     return st;
   }
   return seg;
+}
+
+void Shard::DropFresh(const Segment& seg) {
+  (void)env::Unlink(seg.path());
+  ctx_->GiveRoom(seg.capacity());
+}
+
+bool Shard::TakeSpareRoom() {
+  const uint64_t want = ctx_->cfg.storage.max_segment_bytes;
+  const uint64_t got = ctx_->TakeRoom(want, 0);
+  if (got == want) return true;
+  ctx_->GiveRoom(got);
+  return false;
+}
+
+Status Shard::ResumeActive() {
+  const Config& cfg = ctx_->cfg;
+  resume_pending_ = false;
+  const uint64_t want = cfg.storage.max_segment_bytes;  // at least write_off_ (LoadLocked)
+  const uint64_t room = ctx_->TakeRoom(want, std::min(want, write_off_ + kLeastRoom));
+  Status st = active_->PrepareForAppend(write_off_, room, cfg.storage.prefault_bytes,
+                                        cfg.HugeMappings());
+  if (st.ok()) {
+    active_room_ = room;
+    return st;
+  }
+  ctx_->GiveRoom(room);
+  (void)env::Truncate(active_->fd(), write_off_, active_->path());
+  active_->Seal(next_entry_ - active_->base(), write_off_);
+  return Status(st.code(), "segment " + active_->rel() + ": cannot reopen for appending (" +
+                               st.message() + "); sealed, appends go to a new segment");
+}
+
+Result<std::shared_ptr<Segment>> Shard::TimedNewSegment(uint64_t base, uint64_t need) {
+  const uint64_t capacity = std::max(ctx_->cfg.storage.max_segment_bytes, kSegmentHeaderSize + need);
+  COMET_PROBE(rotate_start, prefix_id_, shard_, 0, capacity);
+  const uint64_t t0 = Ticks();
+  Result<std::shared_ptr<Segment>> s = NewSegment(base, need);
+  ctx_->Record(kOpRotate, TicksToNs(Ticks() - t0));
+  COMET_PROBE(rotate_done, prefix_id_, shard_, 0, s.ok() ? (*s)->capacity() : capacity,
+              s.status().raw());
+  return s;
 }
 
 // REQUIRES: write_mu_ held.
 void Shard::Rotate(std::shared_ptr<Segment> next) {
   std::shared_ptr<Segment> old = active_;
   bool drop_old = false;
+  ctx_->GiveRoom(active_room_);
+  active_room_ = next->capacity();
   if (old) {
     uint64_t count = next_entry_ - old->base();
     drop_old = count == 0;  // an empty segment replaced by one for an oversized entry
@@ -152,47 +202,39 @@ Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
   if (closed_) return Status::Closed("client is closed; cannot append to " + name_);
   if (!writer_.load(std::memory_order_relaxed)) return NotOwner();
 
-  // Plan the segments this batch needs, and get them all before writing anything, so that a
-  // full disk fails the batch as a whole.
-  thread_local std::vector<Plan> plan;
+  if (resume_pending_) (void)ResumeActive();  // on failure, the segment is sealed: see below
+
+  // Get every segment this batch needs before writing anything, so that a full disk fails the
+  // batch as a whole.
   thread_local std::vector<std::shared_ptr<Segment>> fresh;
-  plan.clear();
   fresh.clear();
   {
-    bool have = active_ != nullptr;
+    bool have = active_ && !active_->sealed();
     uint64_t off = have ? write_off_ : 0, cap = have ? active_->capacity() : 0;
     for (size_t i = 0; i < n; i++) {
-      uint64_t need = kRecordHeaderSize + (recs[i].size_flags & kSizeMask);
+      const uint64_t need = kRecordHeaderSize + (recs[i].size_flags & kSizeMask);
       if (!have || off + need > cap) {
-        uint64_t c = std::max<uint64_t>(cfg.storage.max_segment_bytes, kSegmentHeaderSize + need);
-        plan.push_back(Plan{c, next_entry_ + i});
+        Result<std::shared_ptr<Segment>> s = TimedNewSegment(next_entry_ + i, need);
+        if (!s.ok()) {
+          for (auto& f : fresh) DropFresh(*f);
+          fresh.clear();
+          Bump(slot_->failed_appends, 1);
+          return s.status();
+        }
         off = kSegmentHeaderSize;
-        cap = c;
+        cap = (*s)->capacity();
         have = true;
+        fresh.push_back(std::move(*s));
       }
       off += need;
     }
-  }
-  for (const Plan& p : plan) {
-    COMET_PROBE(rotate_start, prefix_id_, shard_, 0, p.capacity);
-    const uint64_t t0 = Ticks();
-    Result<std::shared_ptr<Segment>> s = NewSegment(p.base, p.capacity);
-    ctx_->Record(kOpRotate, TicksToNs(Ticks() - t0));
-    COMET_PROBE(rotate_done, prefix_id_, shard_, 0, p.capacity, s.status().raw());
-    if (!s.ok()) {
-      for (auto& f : fresh) (void)env::Unlink(f->path());
-      fresh.clear();
-      Bump(slot_->failed_appends, 1);
-      return s.status();
-    }
-    fresh.push_back(std::move(*s));
   }
 
   const uint32_t interval = cfg.index.interval;
   size_t k = 0;
   uint64_t bytes = 0, stored = 0, compressed = 0;
   for (size_t i = 0; i < n; i++) {
-    if (k < plan.size() && plan[k].base == next_entry_) Rotate(std::move(fresh[k++]));
+    if (k < fresh.size() && fresh[k]->base() == next_entry_) Rotate(std::move(fresh[k++]));
     const PreparedRecord& r = recs[i];
     const uint32_t size = r.size_flags & kSizeMask;
     char* dst = active_->map() + write_off_;
@@ -401,7 +443,7 @@ bool Shard::Maintain() {
   std::shared_ptr<Segment> a;
   {
     std::lock_guard lk(write_mu_);
-    a = active_;
+    if (!resume_pending_) a = active_;
   }
   prefault_asked_.store(false, std::memory_order_relaxed);
   if (!a || a->sealed()) return false;
@@ -423,7 +465,7 @@ bool Shard::Maintain() {
     std::lock_guard lk(spare_mu_);
     spare = spare_;
   }
-  if (!spare && EnsureDir().ok()) {
+  if (!spare && EnsureDir().ok() && TakeSpareRoom()) {
     const std::string tmp = TempName("spare");
     COMET_PROBE(prealloc_start, prefix_id_, shard_, 0, cfg.storage.max_segment_bytes);
     Result<std::shared_ptr<Segment>> s =
@@ -435,6 +477,8 @@ bool Shard::Maintain() {
       spare = *s;
       std::lock_guard lk(spare_mu_);
       spare_ = std::move(*s);
+    } else {
+      ctx_->GiveRoom(cfg.storage.max_segment_bytes);
     }
   }
   if (!spare || !prefault || spare->fully_prefaulted()) return false;

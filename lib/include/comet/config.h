@@ -51,6 +51,11 @@ struct Config {
     // How far ahead of the writer the background thread pre-faults segment pages
     // (MADV_POPULATE_WRITE), so the hot path never takes a page fault. 0 disables.
     uint64_t prefault_bytes = 4ull << 20;
+    // Disk a writing client reserves ahead of its writers, in all: the room of active segments
+    // (reserved when a stream is first appended to, not when it is opened) and of spare ones.
+    // Past it, a stream's next segment is just big enough for what it must hold (at least
+    // 64 KiB) and no spare is prepared; nothing is refused. Range 0 .. 1 PiB.
+    uint64_t max_preallocated_bytes = 4ull << 30;
     // Map segments on 2 MiB boundaries with MADV_HUGEPAGE, so that the kernel may map the page
     // cache's 2 MiB folios with one entry each: a first access then costs once per 2 MiB
     // rather than once per 4 KiB page (microseconds each under some hypervisors). A sync writes
