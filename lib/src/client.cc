@@ -79,7 +79,7 @@ Status Iterator::Next(Entry* out) {
   }
   if (!segment_ || next_ < segment_->base() || next_ < shard_->RetainedFrom() ||
       // Sealed here or by a writer in another process: then entries go on in the next one.
-      (segment_->SealVisible() && next_ >= segment_->base() + segment_->sealed_count())) {
+      (segment_->SealVisible(committed_) && next_ >= segment_->base() + segment_->sealed_count())) {
     segment_.reset();
     uint64_t resume = next_;
     Status st = shard_->Locate(next_, &segment_, &resume);

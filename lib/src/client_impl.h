@@ -76,7 +76,9 @@ class ClientImpl {
   // running elsewhere to finish, or return at once (ran = false).
   Result<RetentionReport> RunRetention(bool wait);
   std::vector<std::shared_ptr<Shard>> AllShards();
-  // Loads the streams other processes created since (multi-process mode; a no-op otherwise).
+  // Loads the streams other processes or clients created since, found through the control
+  // region's shard table (multi-process mode and read-only clients; a no-op for a single-mode
+  // writer, which creates every stream itself).
   Status Discover();
   // Consumer-group offsets (null for a read-only client).
   const std::shared_ptr<GroupStore>& groups() const { return groups_; }
@@ -101,6 +103,7 @@ class ClientImpl {
 
  private:
   Status ClaimDirectory();
+  bool WriterLive() const;
   Status LoadPrefixes();
   void RemoveCrashLeftovers();
   Result<uint32_t> RegisterPrefix(const std::string& prefix);

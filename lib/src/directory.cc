@@ -80,6 +80,21 @@ Status ClientImpl::ClaimDirectory() {
   return Status::Ok();
 }
 
+// Whether a writer holds the directory (single mode) or a process is a member (multi mode):
+// their OFD lock on comet.lock says so exactly.
+bool ClientImpl::WriterLive() const {
+  Result<int> fd = env::OpenFile(env::Join(ctx_->root, kLockFile), O_RDONLY);
+  if (!fd.ok()) return false;
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = kModeByte;
+  fl.l_len = 1;
+  const bool live = fcntl(*fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+  env::Close(*fd);
+  return live;
+}
+
 Status ClientImpl::Open() {
   if (Status st = ctx_->cfg.Validate(); !st.ok()) return st;
   (void)NsPerTickQ32();  // calibrate the histogram clock now, not on the first append
@@ -87,17 +102,7 @@ Status ClientImpl::Open() {
     Result<bool> exists = env::Exists(ctx_->root);
     if (!exists.ok()) return exists.status();
     if (!*exists) return Status::NotFound("no data directory " + ctx_->root);
-    // Is a writer live? Its OFD lock on comet.lock says so exactly.
-    Result<int> fd = env::OpenFile(env::Join(ctx_->root, kLockFile), O_RDONLY);
-    if (fd.ok()) {
-      struct flock fl {};
-      fl.l_type = F_WRLCK;
-      fl.l_whence = SEEK_SET;
-      fl.l_start = kModeByte;
-      fl.l_len = 1;
-      if (fcntl(*fd, F_OFD_GETLK, &fl) == 0) ctx_->writer_live = fl.l_type != F_UNLCK;
-      env::Close(*fd);
-    }
+    ctx_->writer_live = WriterLive();
     Result<std::unique_ptr<shm::ControlRegion>> c = shm::ControlRegion::OpenReader(ctx_->root);
     if (c.ok()) {
       control_ = std::move(*c);
@@ -325,10 +330,9 @@ Result<Stream*> ClientImpl::FindStream(std::string_view name) {
   }
   Result<StreamName> parsed = ParseStreamName(name);
   if (!parsed.ok()) return parsed.status();
-  if (multi_) {
-    // Perhaps another process created it.
-    std::lock_guard lk(registry_mu_);
-    if (Status st = LoadPrefixes(); !st.ok()) return st;
+  // Perhaps another process (or client) created it since.
+  if (Status st = Discover(); !st.ok()) return st;
+  {
     std::shared_lock sl(streams_mu_);
     auto it = streams_.find(std::string(name));
     if (it != streams_.end()) return it->second.get();
@@ -375,13 +379,23 @@ std::vector<std::shared_ptr<Shard>> ClientImpl::AllShards() {
   return out;
 }
 
+// Every stream takes its slot in the control region's shard table before its directory
+// exists: while this client knows as many streams as the table holds, there is nothing new.
 Status ClientImpl::Discover() {
-  if (!multi_) return Status::Ok();
+  if (!multi_ && !ctx_->read_only) return Status::Ok();
+  auto known = [&] {
+    std::shared_lock lk(streams_mu_);
+    return streams_.size();
+  };
+  if (control_ && control_->shard_count() <= known()) return Status::Ok();
   std::lock_guard lk(registry_mu_);
+  // A read-only client loads a new stream as a writer's follower, or recovers it itself.
+  if (ctx_->read_only) ctx_->writer_live = WriterLive();
   return LoadPrefixes();
 }
 
 std::vector<std::string> ClientImpl::StreamNames() {
+  (void)Discover();
   std::vector<std::shared_ptr<Shard>> shards = AllShards();
   std::sort(shards.begin(), shards.end(), [](const auto& a, const auto& b) {
     return a->prefix() != b->prefix() ? a->prefix() < b->prefix() : a->shard() < b->shard();

@@ -149,8 +149,8 @@ Segment::Segment(std::string path, std::string rel, uint32_t index_interval, uin
 
 Segment::~Segment() {
   for (auto [p, len] : retired_maps_) env::Unmap(p, len);
-  env::Unmap(ro_map_, map_len_);
-  env::Unmap(map_, map_len_);
+  env::Unmap(ro_map_, reserved_);
+  env::Unmap(map_, reserved_);
   env::Close(fd_);
 }
 
@@ -168,6 +168,7 @@ Result<std::shared_ptr<Segment>> Segment::Create(const std::string& path, const 
     if (m.ok()) {
       s->map_ = *m;
       s->map_len_ = capacity;
+      s->reserved_ = capacity;
       st = s->MapForReaders();
     } else {
       st = m.status();
@@ -205,7 +206,9 @@ Result<std::shared_ptr<Segment>> Segment::Open(const std::string& path, const st
     if (!m.ok()) return m.status();
     s->map_ = *m;
     s->map_len_ = *size;
-    st = DecodeSegmentHeader(s->map_, s->map_len_, path, &s->header_);
+    s->reserved_ = *size;
+    st = DecodeSegmentHeader(s->map_, *size, path, &s->header_);
+    if (st.ok() && !writable && !s->header_.sealed) st = s->ReserveGrowth();
   }
   if (st.code() == Code::kCorrupt) {
     // Damage to this segment only: it keeps its place (and its entries their numbers) by the
@@ -214,7 +217,7 @@ Result<std::shared_ptr<Segment>> Segment::Open(const std::string& path, const st
     s->header_ = SegmentHeader{};
     s->header_.base_entry = name_base;
     // Records are still counted (never read) under the key the header claims.
-    if (s->map_len_ >= kSegmentHeaderSize) s->header_.header_crc = load32(s->map_ + seg::kHeaderCrc);
+    if (s->map_len() >= kSegmentHeaderSize) s->header_.header_crc = load32(s->map_ + seg::kHeaderCrc);
     s->SetRecordRules();
     s->set_state(kTrusted);
     return s;
@@ -249,11 +252,12 @@ Status Segment::PrepareForAppend(uint64_t end, uint64_t capacity, uint64_t prefa
   huge_ = huge;
   Result<char*> m = env::Map(fd_, capacity, true, path_, huge);
   if (!m.ok()) return m.status();
-  if (ro_map_) retired_maps_.emplace_back(ro_map_, map_len_);
+  if (ro_map_) retired_maps_.emplace_back(ro_map_, reserved_);
   ro_map_ = nullptr;
-  retired_maps_.emplace_back(map_, map_len_);
+  retired_maps_.emplace_back(map_, reserved_);
   map_ = *m;
   map_len_ = capacity;
+  reserved_ = capacity;
   if (Status st = MapForReaders(); !st.ok()) return st;
   capacity_ = capacity;
   populated_.store(end & ~uint64_t{4095}, std::memory_order_relaxed);
@@ -264,7 +268,7 @@ Status Segment::PrepareForAppend(uint64_t end, uint64_t capacity, uint64_t prefa
 Result<uint64_t> Segment::Prefault(uint64_t upto, uint64_t writer) {
   constexpr uint64_t kPage = 4096;
   const uint64_t from = std::max<uint64_t>(populated(), (writer + kPage - 1) & ~(kPage - 1));
-  upto = std::min<uint64_t>((upto + kPage - 1) & ~(kPage - 1), map_len_);
+  upto = std::min<uint64_t>((upto + kPage - 1) & ~(kPage - 1), map_len());
   if (upto <= from) return uint64_t{0};
   if (Status st = env::PopulateWrite(map_, from, upto - from); !st.ok()) return st;
   for (uint64_t off = from; off < upto; off += kPage) {
@@ -276,7 +280,7 @@ Result<uint64_t> Segment::Prefault(uint64_t upto, uint64_t writer) {
 }
 
 Status Segment::MapForReaders() {
-  Result<char*> m = env::Map(fd_, map_len_, false, path_, huge_);
+  Result<char*> m = env::Map(fd_, reserved_, false, path_, huge_);
   if (!m.ok()) return m.status();
   ro_map_ = *m;
   return Status::Ok();
@@ -285,7 +289,7 @@ Status Segment::MapForReaders() {
 void Segment::DropWrittenPages(uint64_t upto) {
   if (!ro_map_) return;  // readers share the writable mapping: keep it
   const uint64_t step = huge_ ? uint64_t{2} << 20 : 4096;
-  const uint64_t target = std::min<uint64_t>(upto, map_len_) & ~(step - 1);
+  const uint64_t target = std::min<uint64_t>(upto, map_len()) & ~(step - 1);
   uint64_t done = dropped_.load(std::memory_order_relaxed);
   while (done < target) {
     if (dropped_.compare_exchange_weak(done, target, std::memory_order_relaxed)) {
@@ -343,13 +347,44 @@ void Segment::CutSeal(uint64_t count, uint64_t end, bool write) {
   MarkSealed(count, end);
 }
 
-bool Segment::RefreshSeal() {
-  if (sealed()) return true;
+bool Segment::HeaderSeal(uint64_t* count, uint64_t* end) {
   SegmentHeader h;
-  if (!DecodeSegmentHeader(rmap(), map_len_, path_, &h).ok() || !h.sealed) return false;
-  if (h.sealed_end > map_len_) return false;
-  MarkSealed(h.sealed_count, h.sealed_end);
+  if (!DecodeSegmentHeader(rmap(), map_len(), path_, &h).ok() || !h.sealed) return false;
+  if (h.sealed_end < kSegmentHeaderSize || !Grow(h.sealed_end)) return false;
+  *count = h.sealed_count;
+  *end = h.sealed_end;
   return true;
+}
+
+bool Segment::RefreshSeal(uint64_t committed) {
+  if (sealed()) return true;
+  uint64_t count, end;
+  if (!HeaderSeal(&count, &end) || !SealCommitted(count, committed)) return false;
+  MarkSealed(count, end);
+  return true;
+}
+
+// Maps the file again over kMaxGrowth bytes: pages past its end are never touched until the
+// file covers them (Grow).
+Status Segment::ReserveGrowth() {
+  const size_t reserve = std::max<uint64_t>(map_len(), kMaxGrowth);
+  Result<char*> m = env::Map(fd_, reserve, false, path_);
+  if (!m.ok()) return m.status();
+  env::Unmap(map_, reserved_);
+  map_ = *m;
+  reserved_ = reserve;
+  return Status::Ok();
+}
+
+bool Segment::Grow(uint64_t want) {
+  if (want <= map_len()) return true;
+  Result<uint64_t> size = env::FileSize(fd_, path_);
+  if (!size.ok()) return false;
+  const size_t len = std::min<uint64_t>(*size, reserved_);
+  size_t cur = map_len();
+  while (cur < len && !map_len_.compare_exchange_weak(cur, len, std::memory_order_acq_rel)) {
+  }
+  return want <= map_len();
 }
 
 bool Segment::LoadIndexFile(const std::string& idx_path) {
@@ -367,7 +402,7 @@ bool Segment::LoadIndexFile(const std::string& idx_path) {
   c = crc32c::Extend(c, p + idx::kNodes, size_t{nodes} * 4);
   if (crc32c::Mask(c) != load32(p + idx::kCrc)) return false;
   uint64_t count = load64(p + idx::kEntryCount), end = load64(p + idx::kDataEnd);
-  if (end > map_len_ || nodes != (count + index_.interval() - 1) / index_.interval()) return false;
+  if (end > map_len() || nodes != (count + index_.interval() - 1) / index_.interval()) return false;
   if (sealed() && (count != sealed_count() || end != data_end_)) return false;
   index_.Clear();
   for (uint32_t i = 0; i < nodes; i++) {
@@ -401,17 +436,20 @@ Status Segment::WriteIndexFile(const std::string& idx_path) const {
 
 uint64_t Segment::OffsetOf(uint64_t e) const {
   uint64_t k = e - base();
+  // A damage map answers only for the entries its scan saw (a follower's active segment grows
+  // past them): later ones are placed by another scan.
   const Damage* d = damage_.load(std::memory_order_acquire);
   if (state() == kTrusted && d) return k < d->offsets.size() ? d->offsets[k] : kBadOffset;
+  // Without an index node (scanned before any entry was in it), entry 0 follows the header.
   size_t n = index_.size();
-  if (n == 0) return kBadOffset;
-  size_t node = std::min<size_t>(k / index_.interval(), n - 1);
-  uint64_t off = index_.Get(node);
+  size_t node = n == 0 ? 0 : std::min<size_t>(k / index_.interval(), n - 1);
+  uint64_t off = n == 0 ? kSegmentHeaderSize : index_.Get(node);
+  const uint64_t len = map_len();
   for (uint64_t i = uint64_t{node} * index_.interval(); i < k; i++) {
-    if (off + kRecordHeaderSize > map_len_) return kBadOffset;
+    if (off + kRecordHeaderSize > len) return kBadOffset;
     off += kRecordHeaderSize + (load32(rmap() + off + rec::kSizeFlags) & kSizeMask);
   }
-  return off + kRecordHeaderSize <= map_len_ ? off : kBadOffset;
+  return off + kRecordHeaderSize <= len ? off : kBadOffset;
 }
 
 bool Segment::IsBad(uint64_t e) const {

@@ -118,10 +118,18 @@ class Segment {
                                                  uint64_t prefault, bool huge);
   // Opens an existing segment file and decodes its header (no records are read). A damaged
   // header (CORRUPT) still gives a segment: header_error() says why, its base is `name_base`
-  // (from the file name) and every entry in it is bad. VERSION for another major.
+  // (from the file name) and every entry in it is bad. VERSION for another major. A segment
+  // opened read-only and not sealed may grow (a new writer re-extends the file a clean close
+  // truncated): its mapping reserves kMaxGrowth bytes, of which map_len() are in the file.
   static Result<std::shared_ptr<Segment>> Open(const std::string& path, const std::string& rel,
                                                uint32_t index_interval, bool writable,
                                                uint64_t name_base);
+  // The most a segment file can be extended to (storage.max_segment_bytes at most, or one
+  // oversized entry, which is sealed at once).
+  static constexpr uint64_t kMaxGrowth = uint64_t{4} << 30;
+  // A follower's view of a file that grew: map_len() follows the file's size, up to the
+  // reserved mapping. True when the first `want` bytes are readable.
+  bool Grow(uint64_t want);
 
   // Writes the header of a freshly created segment and gives the file its final name.
   Status Activate(SegmentHeader* h, const std::string& final_path, const std::string& final_rel);
@@ -145,14 +153,24 @@ class Segment {
   }
   // Seals at a smaller count (a batch cut short by a crash): in the file too when `write`.
   void CutSeal(uint64_t count, uint64_t end, bool write);
-  // Re-reads the seal from the mapped header (read-only clients following a writer).
-  bool RefreshSeal();
+  // Re-reads the seal from the mapped header (followers of a writer in another process or
+  // client). A seal is adopted only when every entry it counts is below `committed`: a writer
+  // seals a segment in the middle of a batch, and a crash before the batch is acknowledged makes
+  // the next writer seal it again with fewer entries.
+  bool RefreshSeal(uint64_t committed);
+  // The seal in the mapped header, whoever wrote it and whether or not it is adopted: false
+  // when there is none (or its end is not in the file).
+  bool HeaderSeal(uint64_t* count, uint64_t* end);
+  // Whether a seal counting `count` entries counts only entries below `committed`.
+  bool SealCommitted(uint64_t count, uint64_t committed) const {
+    return count <= committed && base() <= committed - count;
+  }
   // Whether the segment is sealed, by this process or by the writer in another one: a single load
   // of the mapped seal CRC while it is not, a full check once it is.
-  bool SealVisible() {
+  bool SealVisible(uint64_t committed) {
     if (sealed()) return true;
     if (format::load32(rmap() + format::seg::kSealCrc) == 0) return false;
-    return RefreshSeal();
+    return RefreshSeal(committed);
   }
   bool sealed() const { return sealed_count_.load(std::memory_order_acquire) != kNotSealed; }
   uint64_t sealed_count() const { return sealed_count_.load(std::memory_order_acquire); }
@@ -199,7 +217,7 @@ class Segment {
   // cache), so that their write-back costs no TLB shoot-down of the writer's CPU per page. A
   // mapping with 2 MiB entries is unmapped in whole 2 MiB steps, never split under the writer.
   void DropWrittenPages(uint64_t upto);
-  size_t map_len() const { return map_len_; }
+  size_t map_len() const { return map_len_.load(std::memory_order_acquire); }
   uint64_t capacity() const { return capacity_; }
   int fd() const { return fd_; }
   const std::string& path() const { return path_; }
@@ -235,6 +253,7 @@ class Segment {
   uint32_t record_key_ = 0;
   uint32_t allowed_bits_ = format::kSizeMask | format::kFlagZstd;  // size_flags bits a record may set
   Status MapForReaders();
+  Status ReserveGrowth();
   void SetRecordRules();
   // Scan's parts (segment_scan.cc).
   enum class At;
@@ -253,7 +272,8 @@ class Segment {
   char* map_ = nullptr;
   char* ro_map_ = nullptr;  // read-only view of the same pages (appended segments only)
   std::atomic<uint64_t> dropped_{0};  // map_ bytes below this are unmapped (page aligned)
-  size_t map_len_ = 0;
+  std::atomic<size_t> map_len_{0};  // bytes of the mapping that are in the file
+  size_t reserved_ = 0;             // the mapping's length (map_len_ or more: see Open)
   // Mappings replaced by PrepareForAppend: readers may still hold views into them, so they
   // last as long as the segment.
   std::vector<std::pair<char*, size_t>> retired_maps_;

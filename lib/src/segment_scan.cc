@@ -350,7 +350,7 @@ std::vector<uint64_t> Segment::Number(const ScanWalk& w, const ScanHints& h, boo
 
 ScanResult Segment::Scan(uint64_t limit, const ScanHints& h) {
   ScanResult r;
-  limit = std::min<uint64_t>(limit, map_len_);
+  limit = std::min<uint64_t>(limit, map_len());
   const bool fill = h.fill_index && index_.size() == 0;
   ScanWalk w;
   WalkRecords(limit, h, &w);

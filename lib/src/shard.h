@@ -57,7 +57,7 @@ struct ShardContext {
   Config cfg;
   std::string root;            // the data directory as given to Open
   bool read_only = false;
-  bool writer_live = false;    // read-only client: a writer holds the directory
+  bool writer_live = false;    // read-only client: a writer held the directory at the last look
   std::atomic<bool> closed{false};  // the client was closed (or destroyed)
   std::shared_ptr<shm::ControlRegion> control_owner;
   shm::ControlRegion* control = nullptr;  // control_owner.get(), or null
@@ -137,8 +137,14 @@ class Shard {
   // On a gap, *resume is set to the first entry after it.
   Status Locate(uint64_t e, std::shared_ptr<Segment>* seg, uint64_t* resume);
 
-  // Entries below this are readable.
-  uint64_t Committed() const { return committed_->load(std::memory_order_acquire); }
+  // Entries below this are readable. A read-only client follows the writer's publication, but
+  // never below what its own load found (no writer may have published yet).
+  uint64_t Committed() const {
+    const uint64_t c = committed_->load(std::memory_order_acquire);
+    return c >= floor_ ? c : floor_;
+  }
+  // Whether `seg` is sealed, here or (adopted once its entries are committed) by the writer.
+  bool SealSeen(Segment& seg) const { return seg.SealVisible(Committed()); }
   uint64_t FirstEntry() const;
   // Retention deleted every entry below this (as the control region tells every process; 0
   // without one). Their segments may still be in this process's list and mapped.
@@ -240,6 +246,7 @@ class Shard {
   format::ShardSlot* slot_ = nullptr;
   std::atomic<uint64_t> local_committed_{0};
   std::atomic<uint64_t>* committed_ = &local_committed_;
+  uint64_t floor_ = 0;  // read-only clients: the entries their own load found
   bool dir_exists_ = false;
 
   // Segment list: readers copy shared_ptrs under a shared lock; the writer changes it while

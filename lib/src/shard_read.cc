@@ -41,7 +41,7 @@ Status Shard::Locate(uint64_t e, std::shared_ptr<Segment>* seg, uint64_t* resume
         look_again = true;
       } else {
         const std::shared_ptr<Segment>& s = *(it - 1);
-        if (follower) s->SealVisible();
+        if (follower) SealSeen(*s);
         const uint64_t count = s->sealed_count();
         if (count == kNotSealed || e < s->base() + count) {
           *seg = s;
@@ -76,6 +76,9 @@ Status Shard::ScanUnless(const std::shared_ptr<Segment>& seg, Segment::State eno
   const uint64_t limit = ReadLimit(*seg);
   if (seg->sealed()) {
     hints.expected_count = seg->sealed_count();
+  } else if (!writer_.load(std::memory_order_acquire)) {
+    // A follower's limit is where the published records end (FollowerLimit).
+    if (slot_) hints.acknowledged_end = limit;
   } else if (slot_ && slot_->active_base.load(std::memory_order_acquire) == seg->base()) {
     hints.acknowledged_end = slot_->committed_offset.load(std::memory_order_acquire);
   }
@@ -111,7 +114,9 @@ Status Shard::ReadAt(const std::shared_ptr<Segment>& seg, uint64_t e, uint64_t* 
       *off = Segment::kBadOffset;
       // Not scanned since this damage was made (or never): scan, so that the ids after it are
       // placed by what the scan proves, and look again.
-      if (state != Segment::kTrusted || (attempt == 0 && seg->sealed())) {
+      // A follower's segment may also have grown since its scan (entries it never saw).
+      const bool may_have_changed = seg->sealed() || !writer_.load(std::memory_order_acquire);
+      if (state != Segment::kTrusted || (attempt == 0 && may_have_changed)) {
         seg->Distrust();
         (void)ScanFully(seg);
         continue;
@@ -168,7 +173,7 @@ Status Shard::Inspect(StreamInfo* info) {
   info->first = EntryId{prefix_id_, shard_, FirstEntry()};
   std::shared_lock lk(list_mu_);
   for (const auto& s : segments_) {
-    if (!writer_.load(std::memory_order_acquire)) s->SealVisible();
+    if (!writer_.load(std::memory_order_acquire)) SealSeen(*s);
     SegmentInfo si;
     si.file = s->rel();
     si.base_entry = s->base();
@@ -209,16 +214,16 @@ uint64_t Shard::Verify(std::vector<std::string>* problems) {
       bad += n;
       continue;
     }
-    if (!writer_.load(std::memory_order_acquire)) s->SealVisible();
+    if (!writer_.load(std::memory_order_acquire)) SealSeen(*s);
     (void)EnsureReady(s);
     ScanHints hints;
-    uint64_t limit;
+    // An unsealed segment is read to where the writer's publication ends (a follower's read
+    // limit): a writer may be copying records past it.
+    const uint64_t limit = ReadLimit(*s);
     if (s->sealed()) {
       hints.expected_count = s->sealed_count();
-      limit = s->data_end();
     } else {
       hints.expected_count = c > s->base() ? c - s->base() : 0;
-      limit = s->map_len();
     }
     ScanResult r = s->Scan(limit, hints);
     if (r.count < hints.expected_count) {

@@ -199,6 +199,15 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
   }
   std::vector<std::shared_ptr<Segment>> segs;
   if (Status st = LoadSegments(&segs, problems, writer); !st.ok()) return st;
+  // A follower of a live writer lists only segments that hold a committed entry, and adopts a
+  // seal only once every entry it counts is committed (see Refresh and RefreshSeal).
+  const bool follows_writer = !writer && slot_ && (!ctx_->read_only || ctx_->writer_live);
+  if (follows_writer) {
+    std::erase_if(segs, [&](const auto& s) { return s->base() >= pub.entry; });
+  }
+  auto seal_adoptable = [&](const Segment& s) {
+    return !follows_writer || s.SealCommitted(s.header().sealed_count, pub.entry);
+  };
 
   // Whoever recovers (a writer, or a reader with no writer live) sees no batch cut short.
   uint64_t tail_limit = kNotSealed;
@@ -224,7 +233,7 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
       continue;
     }
     if (s.header().sealed && s.header().sealed_end <= s.map_len() &&
-        s.header().sealed_end >= kSegmentHeaderSize) {
+        s.header().sealed_end >= kSegmentHeaderSize && seal_adoptable(s)) {
       s.MarkSealed(s.header().sealed_count, s.header().sealed_end);
       if (s.LoadIndexFile(idx)) s.set_state(Segment::kUntrusted);
     } else if (!last && s.LoadIndexFile(idx)) {
@@ -326,12 +335,11 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
   }
   if (!writer) {
     active_.reset();
-    if (slot_ && (!ctx_->read_only || ctx_->writer_live)) {
-      committed_ = &slot_->committed_entry;
-    } else {
-      local_committed_.store(next, std::memory_order_release);
-      committed_ = &local_committed_;
-    }
+    // A follower reads what the writer publishes. A read-only client that found no writer live
+    // recovered the entries itself: it reads those, and follows a writer that arrives later.
+    local_committed_.store(next, std::memory_order_release);
+    floor_ = ctx_->read_only && !ctx_->writer_live ? next : 0;
+    committed_ = slot_ ? &slot_->committed_entry : &local_committed_;
     return Status::Ok();
   }
   // A cleanly closed segment ends at its data and is extended on its first append, so that
@@ -352,11 +360,12 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
   }
   synced_ = next;
   last_sync_mono_ = env::MonotonicNs();  // the interval runs from load, not from boot
-  slot_->committed_offset.store(write_off_, std::memory_order_relaxed);
-  slot_->active_base.store(active_ ? active_->base() : next, std::memory_order_relaxed);
+  slot_->committed_offset.store(write_off_, std::memory_order_release);  // see Append
+  slot_->active_base.store(active_ ? active_->base() : next, std::memory_order_release);
   slot_->synced_entry.store(next, std::memory_order_relaxed);
   slot_->committed_entry.store(next, std::memory_order_release);
   committed_ = &slot_->committed_entry;
+  floor_ = 0;
   writer_.store(true, std::memory_order_release);
   return Status::Ok();
 }
@@ -366,22 +375,29 @@ uint64_t Shard::ReadLimit(Segment& s) {
   return writer_.load(std::memory_order_acquire) ? s.map_len() : FollowerLimit(s);
 }
 
+// Every record below it was published (or, in a sealed segment, written in full).
 uint64_t Shard::FollowerLimit(Segment& s) {
-  if (s.SealVisible()) return s.data_end();
-  if (slot_) {
-    uint64_t base = slot_->active_base.load(std::memory_order_acquire);
-    uint64_t off = slot_->committed_offset.load(std::memory_order_acquire);
-    // Sealed meanwhile: the offset may already be the next segment's.
-    if (s.SealVisible()) return s.data_end();
-    if (base == s.base()) return std::min<uint64_t>(off, s.map_len());
-    return kSegmentHeaderSize;  // being sealed right now: nothing is provably readable yet
-  }
+  if (SealSeen(s)) return s.data_end();
   // No control region (read-only, damaged): only a dead writer leaves unsealed segments then.
-  return s.map_len();
+  if (!slot_) return s.map_len();
+  // The base first: the offset is then of that segment, unless it was sealed meanwhile (the
+  // writer seals a segment before it publishes an offset in the next one, see Append). A seal
+  // not yet adopted (its batch is not published) still says where the records end.
+  const uint64_t base = slot_->active_base.load(std::memory_order_acquire);
+  const uint64_t off = slot_->committed_offset.load(std::memory_order_acquire);
+  uint64_t count, end;
+  if (s.HeaderSeal(&count, &end)) return SealSeen(s) ? s.data_end() : end;
+  if (base != s.base()) return kSegmentHeaderSize;  // nothing in it is provably published
+  s.Grow(off);  // a new writer re-extended the file a clean close had truncated
+  return std::min<uint64_t>(off, s.map_len());
 }
 
-// Read-only clients following a live writer: pick up segments created since Load.
+// Followers of a live writer: pick up segments created since Load. Only segments that hold a
+// committed entry are listed (the committed count is taken before the directory is read): a
+// segment made for a batch that a crash cut short is removed by the next writer, which may
+// create another file of the same name.
 Status Shard::Refresh() {
+  const uint64_t committed = Committed();
   std::vector<std::string> ignored;
   std::vector<std::shared_ptr<Segment>> found;
   if (Status st = LoadSegments(&found, &ignored, false); !st.ok()) return st;
@@ -389,7 +405,8 @@ Status Shard::Refresh() {
   uint64_t last = segments_.empty() ? 0 : segments_.back()->base();
   for (auto& s : found) {
     if (!segments_.empty() && s->base() <= last) continue;
-    if (s->header().sealed) s->MarkSealed(s->header().sealed_count, s->header().sealed_end);
+    if (s->base() >= committed) break;
+    s->SealVisible(committed);
     segments_.push_back(s);
   }
   return Status::Ok();

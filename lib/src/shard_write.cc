@@ -256,8 +256,10 @@ Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
 
   // Publish: committed_entry last, with release; readers acquire it. Recovery trusts
   // (active_base, committed_offset) only when committed_entry shows entries in that segment.
-  slot_->active_base.store(active_->base(), std::memory_order_relaxed);
-  slot_->committed_offset.store(write_off_, std::memory_order_relaxed);
+  // The offset before the base, both with release: a reader that loads the base first gets an
+  // offset of that segment, or of a later one only once the base's segment is sealed.
+  slot_->committed_offset.store(write_off_, std::memory_order_release);
+  slot_->active_base.store(active_->base(), std::memory_order_release);
   // seq_cst: the waiters load below must not pass this store (a parked reader increments
   // waiters, then re-reads committed_entry).
   slot_->committed_entry.store(next_entry_, std::memory_order_seq_cst);
