@@ -158,6 +158,12 @@ $(BUILD)/bin/preload_target_cxx: tests/preload/target_cxx.cc
 	@$(if $(Q),echo "  CXX     $@")
 	$(Q)$(CXX) -O2 -g -Wall -Wextra -Werror $< -o $@
 
+# What one log line costs the program writing it, with and without the shim (make run, make bench).
+$(BUILD)/bin/comet_line_cost: bench/preload/line_cost.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) -O2 -g -Wall -Wextra -Werror -pthread $< -o $@
+
 tests: $(BUILD)/bin/comet_tests $(BUILD)/bin/comet_probe_target $(BUILD)/bin/comet_c_client tools \
        preload $(PRELOAD_TARGETS)
 benches: $(BUILD)/bin/comet_bench
@@ -167,13 +173,25 @@ benches: $(BUILD)/bin/comet_bench
 DEB_PKGS := g++ make libzstd-dev libboost-dev libgtest-dev libbenchmark-dev libbpf-dev \
             bpftool clang llvm libelf-dev zlib1g-dev systemtap-sdt-dev pkg-config curl \
             nginx apache2 python3-gunicorn
+# As root, missing packages are installed without their recommended ones (one progress line
+# per step, apt's output kept in $(BUILD)/deps.log and shown only if it fails); otherwise the
+# missing ones are named.
+DEPS_LOG := $(BUILD)/deps.log
 deps:
 	$(Q)missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	    | grep -q 'install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "  DEPS    installing:" $$missing; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "make deps: missing packages; run as root, or install these packages:" $$missing >&2; \
+	  exit 1; \
+	fi; \
+	mkdir -p $(BUILD); : > $(DEPS_LOG); \
+	step() { echo "  DEPS    $$1"; shift; "$$@" >> $(DEPS_LOG) 2>&1 || { \
+	  echo "make deps: failed ($$*); apt's output ($(DEPS_LOG)):" >&2; cat $(DEPS_LOG) >&2; exit 1; }; }; \
+	step "updating the package lists" apt-get update; \
+	step "installing $$(echo $$missing | wc -w) packages: $$(echo $$missing)" \
+	  env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	echo "  DEPS    done (apt's output: $(DEPS_LOG))"
 
 # Tests run one binary; COMET_TEST_BIN lets process tests re-execute the tools.
 test: deps
@@ -181,15 +199,21 @@ test: deps
 	$(Q)COMET_BIN=$(abspath $(BUILD)/bin/comet) $(BUILD)/bin/comet_tests $(GTEST_ARGS)
 
 # As root, with BPF built and a BPF filesystem on /sys/fs/bpf, the demo runs under `comet probe`
-# (attached to the comet executable, which links the library statically) and ends with the
+# (attached to PROBE_TARGET, a program or library with the engine linked in) and ends with the
 # histograms of its run. PROBED runs any command that way: $(PROBED) CMD ARGS.
+PROBE_TARGET ?= $(BUILD)/bin/comet
 PROBED = if [ "$$(id -u)" = 0 ] && [ "$(HAVE_BPF)" = 1 ] && \
             [ "$$(stat -f -c %T /sys/fs/bpf 2>/dev/null)" = bpf_fs ]; then \
-           set -- $(BUILD)/bin/comet probe --interval 0 --pin /sys/fs/bpf/comet-run-$$$$ -- "$$@"; \
+           set -- $(BUILD)/bin/comet probe --lib $(abspath $(PROBE_TARGET)) --interval 0 \
+             --pin /sys/fs/bpf/comet-run-$$$$ -- "$$@"; \
          else echo "  (run as root with /sys/fs/bpf mounted to see the eBPF histograms)"; fi; "$$@"
+
+# nginx (a master and 2 workers) under the shim: tools/server_demo.sh. The data stays in
+# $(BUILD)/run (or $$COMET_DIR). `comet demo` is the engine's own demo.
+run: PROBE_TARGET = $(BUILD)/lib/libcomet_preload.so
 run: deps
-	$(Q)$(MAKE) --no-print-directory -j$$(nproc) tools
-	$(Q)set -- $(BUILD)/bin/comet demo $${COMET_DIR:-$(BUILD)/demo}; $(PROBED)
+	$(Q)$(MAKE) -s --no-print-directory -j$$(nproc) tools preload $(BUILD)/bin/comet_line_cost
+	$(Q)set -- tools/server_demo.sh $(BUILD) $${COMET_DIR:-$(BUILD)/run}; $(PROBED)
 
 bench: deps
 	$(Q)$(MAKE) --no-print-directory -j$$(nproc) benches

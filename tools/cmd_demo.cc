@@ -1,4 +1,4 @@
-// `comet demo [DIR] [--lines N] [-c key=value ...]`: what `make run` shows.
+// `comet demo [DIR] [--lines N] [-c key=value ...]`: the engine's own demo (about 600 MB).
 //
 // Appends a realistic log workload (demo_workload.h) to 8 shards of "logs:v1", routed by request
 // id, in batches of 64 plus every 32nd line appended on its own, timing every Append call. Then
