@@ -3,6 +3,7 @@
 // environment), and register the fork and exit handlers. Any problem leaves the program running
 // uncaptured after one line on its original stderr.
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/auxv.h>
@@ -31,6 +32,41 @@ void AtExit() {
   if (g.entered()) FlushPartialLines(true);
 }
 
+// Fatal signals: a line the program had begun but not ended is stored before the process dies
+// of the signal it would have died of. Installed only where the disposition is the default (a
+// signal the program ignores stays ignored; a handler the program installs later replaces
+// this one). The flush skips a sink another thread is writing, and everything when the signal
+// hit this thread inside the shim.
+constexpr int kFatalSignals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
+struct sigaction g_previous[NSIG];
+
+void OnFatalSignal(int sig) {
+  {
+    Guard g;
+    if (g.entered()) {
+      ErrnoKeeper keep;
+      FlushPartialLines(false);
+    }
+  }
+  // Back to what was there (the default), and the same signal again: the process ends as it
+  // would have without the shim (a fault re-raised here, abort's SIGABRT, a core dump).
+  sigaction(sig, &g_previous[sig], nullptr);
+  raise(sig);
+}
+
+void CatchFatalSignals() {
+  for (int sig : kFatalSignals) {
+    struct sigaction current;
+    if (sigaction(sig, nullptr, &current) != 0 || current.sa_handler != SIG_DFL) continue;
+    struct sigaction flush = {};
+    flush.sa_handler = OnFatalSignal;
+    flush.sa_flags = SA_NODEFER | SA_RESETHAND | SA_ONSTACK;
+    sigemptyset(&flush.sa_mask);
+    g_previous[sig] = current;
+    sigaction(sig, &flush, nullptr);
+  }
+}
+
 __attribute__((constructor)) void Init() {
   ResolveReal();
   if (getauxval(AT_SECURE)) return;  // setuid/setgid programs: never
@@ -54,6 +90,7 @@ __attribute__((constructor)) void Init() {
   }
   pthread_atfork(AtForkPrepare, AtForkParent, AtForkChild);
   atexit(AtExit);
+  CatchFatalSignals();
 }
 
 }  // namespace

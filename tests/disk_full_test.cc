@@ -1,6 +1,8 @@
 // A full disk: appends fail with FULL, as a whole batch, and nothing already stored is lost.
 // Runs on a small tmpfs mounted for the test (root only; skipped with a message otherwise).
 #include <sys/mount.h>
+
+#include <memory>
 #include <unistd.h>
 
 #include <cerrno>
@@ -9,6 +11,7 @@
 #include <vector>
 
 #include "comet/client.h"
+#include "small_tmpfs.h"
 #include "test_util.h"
 
 namespace {
@@ -23,22 +26,16 @@ class DiskFullTest : public comet_test::TempDirTest {
  protected:
   void SetUp() override {
     TempDirTest::SetUp();
-    if (geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root";
-    mnt_ = Sub("small");
-    ASSERT_EQ(::mkdir(mnt_.c_str(), 0755), 0);
-    if (::mount("comet-test", mnt_.c_str(), "tmpfs", 0, "size=4m") != 0) {
-      GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
-    }
-    mounted_ = true;
+    small_ = std::make_unique<comet_test::SmallTmpfs>(Sub("small"), "4m");
+    if (!small_->mounted()) GTEST_SKIP() << small_->why_not();
+    mnt_ = small_->path();
   }
   void TearDown() override {
-    if (mounted_) {
-      EXPECT_EQ(::umount2(mnt_.c_str(), MNT_DETACH), 0);
-    }
+    small_.reset();
     TempDirTest::TearDown();
   }
+  std::unique_ptr<comet_test::SmallTmpfs> small_;
   std::string mnt_;
-  bool mounted_ = false;
 };
 
 TEST_F(DiskFullTest, AppendsFailWithFullAndEverythingAcknowledgedStaysReadable) {

@@ -17,6 +17,7 @@
 
 #include "comet/stats.h"
 #include "preload_util.h"
+#include "small_tmpfs.h"
 #include "test_util.h"
 
 namespace {
@@ -249,6 +250,52 @@ TEST_F(PreloadTest, UnusableDirectoryLeavesTheProgramRunningUncaptured) {
   EXPECT_NE(r.err.find("comet_preload: "), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("output is not captured"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("preload_target: exit code 5\n"), std::string::npos) << r.err;
+}
+
+// A line cut short by a fatal signal is stored before the process dies of that signal.
+TEST_F(PreloadTest, FatalSignalStoresTheLineCutShort) {
+  for (const std::string sig : {"ABRT", "SEGV"}) {
+    SCOPED_TRACE(sig);
+    const std::string data = Sub("data-" + sig);
+    const ProgramRun r = comet_test::RunProgram(Program({Target(), "crash", sig}, {"COMET_DIR=" + data}));
+    EXPECT_EQ(r.signal, sig == "ABRT" ? SIGABRT : SIGSEGV);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(Datas(ReadCaptured(data, "stdout")),
+              (std::vector<std::string>{"before the crash", "cut short by SIG" + sig}));
+  }
+}
+
+// A full disk: the lines Comet cannot take go to the original stdout, each once, and are
+// counted; the program runs to its end.
+TEST_F(PreloadTest, FullDiskSendsLinesToTheOriginalOutputAndCountsThem) {
+  comet_test::SmallTmpfs small(Sub("small"), "4m");
+  if (!small.mounted()) GTEST_SKIP() << small.why_not();
+  const std::string data = small.path() + "/data";
+  const int kLines = 100000;  // 10 MB of lines for a 4 MiB disk
+  const ProgramRun r = comet_test::RunProgram(Program(
+      {Target(), "many", std::to_string(kLines)},
+      {"COMET_DIR=" + data, "COMET_SHARDS=1", "COMET_CONFIG_storage_max_segment_bytes=512KiB"}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::string> all = Datas(ReadCaptured(data, "stdout"));
+  const size_t captured = all.size();
+  std::vector<std::string> uncaptured;
+  for (size_t pos = 0, end; (end = r.out.find('\n', pos)) != std::string::npos; pos = end + 1) {
+    uncaptured.push_back(r.out.substr(pos, end - pos));
+  }
+  all.insert(all.end(), uncaptured.begin(), uncaptured.end());
+  EXPECT_GT(captured, 0u);
+  EXPECT_GT(uncaptured.size(), 0u) << "the disk never filled";
+  std::vector<std::string> want;
+  char line[128];
+  for (int i = 0; i < kLines; i++) {
+    snprintf(line, sizeof line, "line %08d %087d", i, 0);
+    want.push_back(line);
+  }
+  const std::string diff = MultisetDiff(want, all);
+  EXPECT_TRUE(diff.empty()) << diff.substr(0, 2000);
+  auto stats = comet::ReadStats(data);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->uncaptured_lines, uncaptured.size());
 }
 
 TEST_F(PreloadTest, CxxIostreamsSyncedAndUnsynced) {

@@ -27,6 +27,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,6 +350,15 @@ int main(int argc, char **argv) {
   else if (strcmp(mode, "child") == 0) {
     printf("%s line 1\n", argv[2]);
     fprintf(stderr, "%s line 2\n", argv[2]);
+  } else if (strcmp(mode, "many") == 0) {
+    /* N numbered lines of about 100 bytes: more than a small disk holds. */
+    for (int i = 0, n = atoi(argv[2]); i < n; i++) printf("line %08d %087d\n", i, 0);
+  } else if (strcmp(mode, "crash") == 0) {
+    /* A whole line, then one cut short by a fatal signal (abort, or a real fault). */
+    printf("before the crash\n");
+    printf("cut short by SIG%s", argv[2]);
+    if (strcmp(argv[2], "ABRT") == 0) abort();
+    *(volatile int *)(uintptr_t)argc = 0;
   } else if (strcmp(mode, "exit") == 0) {
     printf("exiting\n");
     errx(atoi(argv[2]), "exit code %s", argv[2]);
