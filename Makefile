@@ -215,9 +215,11 @@ run: deps
 	$(Q)$(MAKE) -s --no-print-directory -j$$(nproc) tools preload $(BUILD)/bin/comet_line_cost
 	$(Q)set -- tools/server_demo.sh $(BUILD) $${COMET_DIR:-$(BUILD)/run}; $(PROBED)
 
+# The engine's benchmarks, then the shim's cost per line (bench/preload/line_cost.sh).
 bench: deps
-	$(Q)$(MAKE) --no-print-directory -j$$(nproc) benches
+	$(Q)$(MAKE) -s --no-print-directory -j$$(nproc) benches preload $(BUILD)/bin/comet_line_cost
 	$(Q)$(BUILD)/bin/comet_bench $(BENCH_ARGS)
+	$(Q)bench/preload/line_cost.sh $(BUILD)
 
 # The tests again under AddressSanitizer and UndefinedBehaviorSanitizer, in build/asan.
 sanitize: deps
