@@ -45,6 +45,9 @@ class Membership {
   // In a child after fork(): the lock belongs to the parent. Forget it (without releasing it)
   // and claim a slot of our own.
   Status RejoinAfterFork();
+  // In a child right after fork(), alone in it: a probe the parent's maintainer thread was
+  // making at the fork did not come along, so its mutex must not stay held.
+  void ForgetLocksAfterFork() { new (&probe_mu_) std::mutex(); }
 
  private:
   Membership(std::string dir, ControlRegion* control) : dir_(std::move(dir)), control_(control) {}

@@ -146,6 +146,7 @@ void ClientImpl::UnlockAfterFork(bool child) {
     // A pass the maintainer ran at the fork did not come along; its mutex must not stay held.
     new (&retention_mu_) std::mutex();
     new (&streams_mu_) std::shared_mutex();
+    if (membership_) membership_->ForgetLocksAfterFork();
   } else {
     streams_mu_.unlock();
   }
