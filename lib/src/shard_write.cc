@@ -29,6 +29,12 @@ constexpr int64_t kPrefaultLeadNs = 50'000'000;
 // The pace is measured over at least this long.
 constexpr int64_t kPaceSampleNs = 5'000'000;
 
+// The capacity a new segment asks for when it must hold at least `need` bytes of records: a
+// whole segment, or more for an entry larger than one.
+uint64_t WantedCapacity(const Config& cfg, uint64_t need) {
+  return std::max(cfg.storage.max_segment_bytes, kSegmentHeaderSize + need);
+}
+
 }  // namespace
 
 // ---- write path ------------------------------------------------------------------------------
@@ -36,7 +42,7 @@ constexpr int64_t kPaceSampleNs = 5'000'000;
 Result<std::shared_ptr<Segment>> Shard::NewSegment(uint64_t base, uint64_t need) {
   const Config& cfg = ctx_->cfg;
   if (Status st = EnsureDir(); !st.ok()) return st;
-  const uint64_t want = std::max(cfg.storage.max_segment_bytes, kSegmentHeaderSize + need);
+  const uint64_t want = WantedCapacity(cfg, need);
   std::shared_ptr<Segment> seg;
   if (want == cfg.storage.max_segment_bytes) {
     std::lock_guard lk(spare_mu_);
@@ -102,7 +108,7 @@ Status Shard::ResumeActive() {
 }
 
 Result<std::shared_ptr<Segment>> Shard::TimedNewSegment(uint64_t base, uint64_t need) {
-  const uint64_t capacity = std::max(ctx_->cfg.storage.max_segment_bytes, kSegmentHeaderSize + need);
+  const uint64_t capacity = WantedCapacity(ctx_->cfg, need);
   COMET_PROBE(rotate_start, prefix_id_, shard_, 0, capacity);
   const uint64_t t0 = Ticks();
   Result<std::shared_ptr<Segment>> s = NewSegment(base, need);
