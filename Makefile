@@ -6,7 +6,7 @@ CC       ?= gcc
 BUILD    := build
 OPT      ?= -O2
 CXXFLAGS := -std=c++20 $(OPT) -g -Wall -Wextra -Werror -fPIC -pthread \
-            -msse4.2 -Ilib/include -Ilib/src -Ishm -Ibpf $(EXTRA_CXXFLAGS)
+            -msse4.2 $(EXTRA_CXXFLAGS)
 LDLIBS   := -lzstd -pthread $(EXTRA_LDFLAGS)
 Q        := $(if $(V),,@)
 
@@ -14,7 +14,27 @@ Q        := $(if $(V),,@)
 .DEFAULT_GOAL := all
 .PHONY: all lib tools preload tests benches deps test run bench sanitize clean
 
-LIB_SRCS  := $(wildcard lib/src/*.cc) $(wildcard shm/*.cc)
+# Layers, each seeing only the include paths below it, so that a wrong include does not compile:
+#   lib/include  public headers (the C ABI, the C++ API, the on-disk and shared-memory formats)
+#   lib/base     status, system calls (env), CRC32C, text, clock: used by everything above
+#   shm/         the control region and process membership: base + the formats only
+#   lib/src      the engine: base + shm
+#   lib/export   the few engine headers the benchmarks use (record framing, probe sites)
+#   tools/, preload/, bpf/, bench/: public headers and base (bench: and lib/export)
+INC_PUBLIC := -Ilib/include
+INC_BASE   := $(INC_PUBLIC) -Ilib/base
+INC_SHM    := $(INC_BASE) -Ishm
+INC_ENGINE := $(INC_SHM) -Ilib/src -Ilib/export
+$(BUILD)/obj/lib/base/%.o: INCLUDES := $(INC_BASE)
+$(BUILD)/obj/shm/%.o:      INCLUDES := $(INC_SHM)
+$(BUILD)/obj/lib/src/%.o:  INCLUDES := $(INC_ENGINE)
+$(BUILD)/obj/tools/%.o:    INCLUDES := $(INC_BASE) -Itools -Ibpf -I$(BUILD)/bpf
+$(BUILD)/obj/bpf/%.o:      INCLUDES := $(INC_PUBLIC) -Ibpf -I$(BUILD)/bpf
+$(BUILD)/obj/preload/%.o:  INCLUDES := $(INC_PUBLIC) -Ipreload
+$(BUILD)/obj/bench/%.o:    INCLUDES := $(INC_BASE) -Ilib/export -Ibench
+$(BUILD)/obj/tests/%.o:    INCLUDES := $(INC_ENGINE) -Ibpf -I$(BUILD)/bpf -Itests
+
+LIB_SRCS  := $(wildcard lib/base/*.cc) $(wildcard shm/*.cc) $(wildcard lib/src/*.cc)
 LIB_OBJS  := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LIB_SRCS))
 TOOL_SRCS := $(filter-out tools/probe_report.cc,$(wildcard tools/*.cc))
 
@@ -34,7 +54,7 @@ BPF_SKELS  := $(BPF_PROGS:.bpf.o=.skel.h)
 ifeq ($(HAVE_BPF),1)
 TOOL_SRCS  += tools/probe_report.cc $(wildcard bpf/*.cc)
 TOOL_LIBS  := -lbpf -lelf -lz
-$(BUILD)/obj/tools/%.o $(BUILD)/obj/bpf/%.o: CXXFLAGS += -DCOMET_HAVE_BPF -I$(BUILD)/bpf -Itools
+$(BUILD)/obj/tools/%.o $(BUILD)/obj/bpf/%.o: CXXFLAGS += -DCOMET_HAVE_BPF
 $(BUILD)/obj/tools/cmd_probe.o $(BUILD)/obj/tools/probe_report.o $(BUILD)/obj/bpf/probe.o: \
   $(BPF_SKELS)
 endif
@@ -54,10 +74,10 @@ $(BUILD)/bpf/vmlinux.h:
 	@$(if $(Q),echo "  BTF     $@")
 	$(Q)$(BPFTOOL) btf dump file $(VMLINUX_BTF) format c > $@
 
-$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c bpf/comet_abi.h $(BUILD)/bpf/vmlinux.h
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c lib/include/comet/bpf_abi.h $(BUILD)/bpf/vmlinux.h
 	@$(if $(Q),echo "  BPF     $@")
 	$(Q)$(BPF_CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -Wall -Werror \
-	  -I$(BUILD)/bpf -Ibpf -idirafter /usr/include/$(shell $(CC) -dumpmachine) -c $< -o $@
+	  -I$(BUILD)/bpf -Ilib/include -Ibpf -idirafter /usr/include/$(shell $(CC) -dumpmachine) -c $< -o $@
 	$(Q)$(LLVM_STRIP) -g $@
 
 $(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
@@ -85,7 +105,7 @@ tools: $(BUILD)/bin/comet
 $(BUILD)/obj/%.o: %.cc $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CXX     $<")
-	$(Q)$(CXX) $(CXXFLAGS) -MMD -MP -c $< -o $@
+	$(Q)$(CXX) $(CXXFLAGS) $(INCLUDES) -MMD -MP -c $< -o $@
 
 $(BUILD)/lib/libcomet.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)

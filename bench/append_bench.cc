@@ -31,7 +31,7 @@
 
 #include "comet/comet.h"
 #include "common.h"
-#include "segment.h"
+#include "record.h"
 
 namespace comet_bench {
 namespace {

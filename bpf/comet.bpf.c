@@ -16,7 +16,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/usdt.bpf.h>
 
-#include "comet_abi.h"
+#include "comet/bpf_abi.h"
 
 #if defined(__TARGET_ARCH_x86)
 #define NR_MSYNC 26

@@ -16,7 +16,7 @@ extern "C" {
 #include <vector>
 
 #include "comet/status.h"
-#include "comet_abi.h"
+#include "comet/bpf_abi.h"
 
 namespace comet::bpf {
 

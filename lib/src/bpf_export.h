@@ -1,4 +1,4 @@
-// The library's side of the pinned export map (struct comet_export in bpf/comet_abi.h): the
+// The library's side of the pinned export map (struct comet_export in comet/bpf_abi.h): the
 // histograms every writing client keeps in the control region, also added into a BPF
 // array map that `comet probe` created and pinned (BPF_F_MMAPABLE), so that bpftool shows them
 // with no probe attached. The map is found with bpf(2) BPF_OBJ_GET and mapped into the process;
@@ -18,7 +18,7 @@ extern "C" {
 #include <string>
 
 #include "comet/format.h"
-#include "comet_abi.h"
+#include "comet/bpf_abi.h"
 
 namespace comet::internal {
 

@@ -12,6 +12,7 @@
 
 #include "comet/format.h"
 #include "comet/status.h"
+#include "record.h"
 
 namespace comet::internal {
 
@@ -49,15 +50,6 @@ struct PreparedRecord {
   uint32_t size_flags;   // stored size | flags
   uint32_t masked_crc;
 };
-// CRC of a record: payload first, then header bytes [4,16); the stored CRC is this XOR the
-// segment's record key.
-uint32_t RecordCrc(const char* payload, uint32_t size_flags, int64_t ts);
-inline void EncodeRecordHeader(char* out, uint32_t masked_crc, uint32_t size_flags, int64_t ts) {
-  format::store32(out + format::rec::kCrc, masked_crc);
-  format::store32(out + format::rec::kSizeFlags, size_flags);
-  format::store64(out + format::rec::kTimestamp, static_cast<uint64_t>(ts));
-}
-
 // Append-only array of u32 node offsets that readers may read while the one writer appends:
 // fixed chunk table, chunks allocated on demand, size published with release.
 class SparseIndex {

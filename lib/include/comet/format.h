@@ -84,6 +84,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "comet/metric_ops.h"
+
 namespace comet::format {
 
 // Version 2 added batch boundaries (kFlagBatchMore) and the record key. Version 1 segments are
@@ -250,10 +252,8 @@ static_assert(sizeof(ProcessSlot) == 128);
 
 // Latency histograms, one set per process slot, written only by that process (so a reader sums
 // them across slots). Bucket i counts operations that took [2^i, 2^(i+1)) nanoseconds (bucket 0
-// also counts 0 ns). Cumulative across the slot's holders: a new holder adds to them.
-inline constexpr size_t kHistogramBuckets = 64;
-enum MetricOp : uint32_t { kOpAppend = 0, kOpSync = 1, kOpRotate = 2, kOpRead = 3, kOpAck = 4,
-                           kOpCount = 5 };
+// also counts 0 ns; comet/metric_ops.h names the operations). Cumulative across the slot's
+// holders: a new holder adds to them.
 struct OpMetrics {
   std::atomic<uint64_t> count;          // 0   operations
   std::atomic<uint64_t> sum_ns;         // 8   total latency

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "comet/format.h"
+#include "comet/metric_ops.h"
 #include "comet/status.h"
 
 namespace comet {

@@ -1,3 +1,5 @@
+// Exported internal header (lib/export/): the benchmarks place probe sites of their own to
+// measure what a site costs.
 // USDT probe sites (provider "comet"), for `comet probe`, bpftrace, perf and any other USDT
 // consumer. Each site is one line:
 //
@@ -9,7 +11,7 @@
 // evaluates its arguments only when its semaphore is non-zero: a detached probe costs one load
 // and one not-taken branch.
 //
-// The argument contract (bpf/comet_abi.h numbers the operations; README lists every probe):
+// The argument contract (comet/bpf_abi.h numbers the operations; README lists every probe):
 //   <op>_start(prefix_id, shard, entries, bytes)
 //   <op>_done (prefix_id, shard, entries, bytes, status[, weight])
 // prefix_id and shard are u32 (COMET_PROBE_ALL, 0xFFFFFFFF, when the operation spans every
@@ -20,7 +22,7 @@
 // A start/done pair always runs on one thread.
 //
 // To add a probe pair: add its operation to COMET_PROBE_PAIRS (and a COMET_OP_* number in
-// bpf/comet_abi.h if `comet probe` should time it); the semaphores are defined in probes.cc.
+// comet/bpf_abi.h if `comet probe` should time it); the semaphores are defined in probes.cc.
 #pragma once
 
 #include <cstdint>
