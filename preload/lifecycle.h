@@ -18,6 +18,9 @@ void StopCapture();
 // buffers and picks its own shards.
 void LockSinksForFork();
 void UnlockSinksAfterFork(bool child);
+// The same for syslog's openlog state; the child makes its "ident[pid]: " again.
+void LockSyslogForFork();
+void UnlockSyslogAfterFork(bool child);
 // Gives the data directory (recursively) to uid:gid. REQUIRES: root, capture started.
 void HandDirectoryTo(uid_t uid, gid_t gid);
 // The same for COMET_USER's user and group (as root; otherwise only checks the name).

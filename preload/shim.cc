@@ -23,9 +23,18 @@ void Diagnose(const std::string& what) {
   (void)REAL(write)(2, line.data(), line.size());
 }
 
-void AtForkPrepare() { LockSinksForFork(); }
-void AtForkParent() { UnlockSinksAfterFork(false); }
-void AtForkChild() { UnlockSinksAfterFork(true); }
+void AtForkPrepare() {
+  LockSyslogForFork();
+  LockSinksForFork();
+}
+void AtForkParent() {
+  UnlockSinksAfterFork(false);
+  UnlockSyslogAfterFork(false);
+}
+void AtForkChild() {
+  UnlockSinksAfterFork(true);
+  UnlockSyslogAfterFork(true);
+}
 
 void AtExit() {
   Guard g;

@@ -27,6 +27,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,7 @@
 #include <sys/wait.h>
 #include <syslog.h>
 #include <unistd.h>
+#include <wchar.h>
 
 extern char **environ;
 static const char *self;
@@ -114,6 +116,32 @@ static void my_vsyslog(int pri, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* printf and the program's own vsnprintf must agree: the formats the shim formats itself
+ * (%s, %.*s, %c, %%, %d %i %u %x with l, ll, z) at their edges, and ones it leaves to glibc. */
+#define PRINTF_AND_EXPECT(fmt, ...)      \
+  do {                                   \
+    printf(fmt "\n", __VA_ARGS__);       \
+    expect("stdout", fmt, __VA_ARGS__);  \
+  } while (0)
+
+static void run_formats(void) {
+  const char *volatile null = NULL; /* volatile: the compiler does not see it is null */
+  PRINTF_AND_EXPECT("d %d %d %d %i", 0, -1, INT32_MIN, INT32_MAX);
+  PRINTF_AND_EXPECT("ld %ld %ld lld %lld", (long)INT64_MIN, (long)INT64_MAX, (long long)-42);
+  PRINTF_AND_EXPECT("u %u %lu %llu %zu %zd", UINT32_MAX, (unsigned long)UINT64_MAX, 0ull,
+                    (size_t)123456789, (ssize_t)-5);
+  PRINTF_AND_EXPECT("x %x %lx %llx %zx", 0xdeadbeefu, (unsigned long)UINT64_MAX, 0ull, (size_t)255);
+  PRINTF_AND_EXPECT("c %c%c%c %% s %s|%s", 'a', 'b', '\001', "str", "");
+  PRINTF_AND_EXPECT("prec %.3s|%.0s|%.10s|%.*s|%.*s|%.*s|", "abcdef", "gone", "short", 2, "xyz",
+                    -1, "negative is none", 0, "zero");
+  PRINTF_AND_EXPECT("null %s|%.3s|%.6s|", null, null, null);
+  PRINTF_AND_EXPECT("glibc's own %5d|%-4s|%05x|%+d|% d|%#x|%.3d|%hd|%hhu|%lc", 42, "ab", 0xab, 3, 4,
+                    0x10, 7, (short)-2, (unsigned char)200, (wint_t)'w');
+  PRINTF_AND_EXPECT("more %f %g %e %p %jd %td", 1.5, 0.25, 1e10, (void *)0x10, (intmax_t)-9,
+                    (ptrdiff_t)3);
+  PRINTF_AND_EXPECT("positional %2$s %1$s", "a", "b");
+}
+
 static void run_stdio(void) {
   const char *prog = program_invocation_short_name;
   int n = 7;
@@ -162,6 +190,7 @@ static void run_stdio(void) {
       write(1, "w\n", 2) != 2 || puts("p") < 0)
     printf("bad return\n");
   expect("stdout", "x"); expect("stdout", "yz"); expect("stdout", "w"); expect("stdout", "p");
+  run_formats();
   fflush(stdout);
 }
 
