@@ -67,7 +67,7 @@ bool AppendHeader(int* pri, int* option, TextBuf* text, size_t* ident_at) {
   if ((*pri & LOG_FACMASK) == 0) *pri |= g_log.facility;
   *option = g_log.option;
   text->Append("<", 1);
-  text->AppendDigits(static_cast<unsigned>(*pri), 10);
+  text->AppendDigits<10>(static_cast<unsigned>(*pri));
   text->Append(">", 1);
   *ident_at = text->size();
   const std::string& prefix = Prefix();

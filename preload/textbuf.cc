@@ -16,8 +16,7 @@ TextBuf::~TextBuf() {
   if (data_ != inline_) std::free(data_);
 }
 
-bool TextBuf::Reserve(size_t extra) {
-  if (cap_ - len_ > extra) return true;  // always keep room for a NUL
+bool TextBuf::Grow(size_t extra) {
   size_t cap = cap_ * 2;
   while (cap - len_ <= extra) cap *= 2;
   char* p = static_cast<char*>(std::malloc(cap));
@@ -62,13 +61,14 @@ bool TextBuf::AppendV(int fortify_flag, const char* fmt, va_list ap) {
   return false;
 }
 
-bool TextBuf::AppendDigits(unsigned long long v, unsigned base) {
+template <unsigned kBase>
+bool TextBuf::AppendDigits(unsigned long long v) {
   char digits[24];
   char* const end = digits + sizeof digits;
   char* p = end;
   do {
-    *--p = "0123456789abcdef"[v % base];
-    v /= base;
+    *--p = "0123456789abcdef"[v % kBase];
+    v /= kBase;
   } while (v != 0);
   return Append(p, static_cast<size_t>(end - p));
 }
@@ -139,14 +139,17 @@ bool TextBuf::AppendInteger(char conversion, char length, va_list* ap) {
                         : length == 'z' ? va_arg(*ap, ssize_t)
                                         : va_arg(*ap, long long);
     const unsigned long long magnitude = v < 0 ? 0ull - static_cast<unsigned long long>(v) : v;
-    return (v >= 0 || Append("-", 1)) && AppendDigits(magnitude, 10);
+    return (v >= 0 || Append("-", 1)) && AppendDigits<10>(magnitude);
   }
   if (conversion != 'u' && conversion != 'x') return false;
   const unsigned long long v = length == 0 ? va_arg(*ap, unsigned)
                                : length == 'z' ? va_arg(*ap, size_t)
                                                : va_arg(*ap, unsigned long long);
-  return AppendDigits(v, conversion == 'u' ? 10 : 16);
+  return conversion == 'u' ? AppendDigits<10>(v) : AppendDigits<16>(v);
 }
+
+template bool TextBuf::AppendDigits<10>(unsigned long long);
+template bool TextBuf::AppendDigits<16>(unsigned long long);
 
 bool TextBuf::AppendF(const char* fmt, ...) {
   va_list ap;

@@ -24,7 +24,8 @@ class TextBuf {
   bool AppendV(int fortify_flag, const char* fmt, va_list ap);
   bool AppendF(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
   // v in base 10 or 16, as %llu and %llx write it.
-  bool AppendDigits(unsigned long long v, unsigned base);
+  template <unsigned kBase>
+  bool AppendDigits(unsigned long long v);
 
   const char* data() const { return data_; }
   size_t size() const { return len_; }
@@ -35,7 +36,9 @@ class TextBuf {
   }
 
  private:
-  bool Reserve(size_t extra);
+  // Room for extra bytes and a NUL.
+  bool Reserve(size_t extra) { return cap_ - len_ > extra || Grow(extra); }
+  bool Grow(size_t extra);
   // The common subset of printf formats: literal text, %%, %s (with a precision, also .*), %c,
   // and %d %i %u %x with an optional l, ll or z and no flag, width or precision. False, with
   // nothing appended, for any other format or a null string (vsnprintf then does the work).
