@@ -5,6 +5,7 @@
 // the original output unless tee'd, exit status and output unchanged when the shim is inert.
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -32,6 +33,14 @@ using comet_test::ProgramRun;
 using comet_test::RunSpec;
 
 const char* const kSinks[] = {"stdout", "stderr", "syslog"};
+
+std::string Which(const std::string& name) {
+  for (const char* dir : {"/usr/bin/", "/bin/", "/usr/local/bin/"}) {
+    const std::string p = std::string(dir) + name;
+    if (access(p.c_str(), X_OK) == 0) return p;
+  }
+  return "";
+}
 
 class PreloadTest : public comet_test::TempDirTest {
  protected:
@@ -252,6 +261,54 @@ TEST_F(PreloadTest, UnusableDirectoryLeavesTheProgramRunningUncaptured) {
   EXPECT_NE(r.err.find("preload_target: exit code 5\n"), std::string::npos) << r.err;
 }
 
+// Runs argv with /etc/ld.so.preload naming the shim, seen only by this one process: a private
+// mount namespace with an overlay on /etc whose upper layer (in the test's directory) holds the
+// file. LD_PRELOAD is not set: glibc honours /etc/ld.so.preload even in secure execution.
+ProgramRun RunWithSystemPreload(const std::string& layers, std::vector<std::string> argv,
+                                std::vector<std::string> env) {
+  const std::string up = layers + "/up", work = layers + "/work";
+  EXPECT_EQ(mkdir(layers.c_str(), 0755), 0);
+  EXPECT_EQ(mkdir(up.c_str(), 0755), 0);
+  EXPECT_EQ(mkdir(work.c_str(), 0755), 0);
+  EXPECT_TRUE(comet_test::WriteFile(up + "/ld.so.preload", comet_test::ShimPath() + "\n"));
+  const std::string script = "mount -t overlay comet-test -o lowerdir=/etc,upperdir=" + up +
+                             ",workdir=" + work + " /etc && exec \"$@\"";
+  std::vector<std::string> wrapped = {Which("unshare"), "--mount", "--propagation", "private",
+                                      Which("sh"), "-c", script, "sh"};
+  wrapped.insert(wrapped.end(), argv.begin(), argv.end());
+  return comet_test::RunProgram(Program(wrapped, std::move(env), /*shim=*/false));
+}
+
+// A setgid or setuid program (AT_SECURE) is never captured: the shim checks for itself rather
+// than relying on glibc to drop LD_PRELOAD. A setgid copy of the target (group nogroup, run by
+// root) writes with the shim loaded through /etc/ld.so.preload; the same copy without the setgid
+// bit shows the shim is loaded that way and would capture.
+TEST_F(PreloadTest, SecureExecutionProgramsAreNeverCaptured) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (a mount namespace and a setgid program)";
+  if (Which("unshare").empty()) GTEST_SKIP() << "no unshare";
+  struct statvfs fs;
+  ASSERT_EQ(statvfs(dir_.c_str(), &fs), 0);
+  if (fs.f_flag & ST_NOSUID) GTEST_SKIP() << dir_ << " is mounted nosuid";
+  const std::string copy = Sub("target_copy");
+  ASSERT_TRUE(comet_test::WriteFile(copy, comet_test::ReadFile(Target())));
+  ASSERT_EQ(chmod(copy.c_str(), 0755), 0);
+
+  const ProgramRun plain = RunWithSystemPreload(Sub("layers-plain"), {copy, "exit", "5"},
+                                                {"COMET_DIR=" + Sub("data-plain")});
+  EXPECT_EQ(plain.exit_code, 5) << plain.err;
+  EXPECT_EQ(plain.out, "") << "the shim was not loaded through /etc/ld.so.preload";
+  EXPECT_EQ(Datas(ReadCaptured(Sub("data-plain"), "stdout")), std::vector<std::string>{"exiting"});
+
+  ASSERT_EQ(chown(copy.c_str(), 0, 65534), 0);
+  ASSERT_EQ(chmod(copy.c_str(), 02755), 0);  // setgid: AT_SECURE for its process
+  const ProgramRun secure = RunWithSystemPreload(Sub("layers-secure"), {copy, "exit", "5"},
+                                                 {"COMET_DIR=" + Sub("data-secure")});
+  EXPECT_EQ(secure.exit_code, 5) << secure.err;
+  EXPECT_EQ(secure.out, "exiting\n");
+  EXPECT_EQ(secure.err, "target_copy: exit code 5\n");
+  EXPECT_FALSE(comet_test::FileExists(Sub("data-secure"))) << "the shim opened COMET_DIR";
+}
+
 // A line cut short by a fatal signal is stored before the process dies of that signal.
 TEST_F(PreloadTest, FatalSignalStoresTheLineCutShort) {
   for (const std::string sig : {"ABRT", "SEGV"}) {
@@ -310,14 +367,6 @@ TEST_F(PreloadTest, CxxIostreamsSyncedAndUnsynced) {
     EXPECT_EQ(MultisetDiff({"cout 1", "cout 2.5", "cout last"}, Datas(ReadCaptured(data, "stdout"))), "");
     EXPECT_EQ(MultisetDiff({"cerr 3", "clog 4"}, Datas(ReadCaptured(data, "stderr"))), "");
   }
-}
-
-std::string Which(const std::string& name) {
-  for (const char* dir : {"/usr/bin/", "/bin/", "/usr/local/bin/"}) {
-    const std::string p = std::string(dir) + name;
-    if (access(p.c_str(), X_OK) == 0) return p;
-  }
-  return "";
 }
 
 // Coreutils (stdio, then close_stdout at exit), Python's own buffered io with and without -u.
