@@ -425,7 +425,7 @@ bool StartCapture(Settings settings, std::string* error) {
   comet::Result<std::unique_ptr<comet::Client>> c =
       comet::Client::OpenMultiProcess(st.settings.dir, st.settings.config);
   if (!c.ok()) {
-    *error = c.status().ToString();
+    *error = "cannot use COMET_DIR='" + st.settings.dir + "' (" + c.status().message() + ")";
     return false;
   }
   st.client = c->release();

@@ -309,6 +309,36 @@ TEST_F(PreloadTest, SecureExecutionProgramsAreNeverCaptured) {
   EXPECT_FALSE(comet_test::FileExists(Sub("data-secure"))) << "the shim opened COMET_DIR";
 }
 
+// A user who cannot write COMET_DIR (a directory of root's, one they cannot create, and one a
+// root process already filled): the program runs as it would without the shim, with one line
+// on its original stderr naming the directory.
+TEST_F(PreloadTest, UnwritableDirectoryForItsUserLeavesTheProgramRunningUncaptured) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (runs the program as nobody)";
+  const std::string setpriv = Which("setpriv"), env = Which("env");
+  if (setpriv.empty() || env.empty()) GTEST_SKIP() << "no setpriv";
+  ASSERT_EQ(chmod(dir_.c_str(), 0755), 0);  // nobody reaches into it, and writes nothing
+  ASSERT_EQ(mkdir(Sub("roots").c_str(), 0755), 0);
+  const ProgramRun as_root = RunTarget({"exit", "6"});  // fills Data() as root
+  ASSERT_EQ(as_root.exit_code, 6);
+  ASSERT_EQ(as_root.out, "");
+  for (const std::string& dir : {Sub("roots"), Sub("roots/data"), Data()}) {
+    SCOPED_TRACE(dir);
+    const ProgramRun r = comet_test::RunProgram(Program(
+        {setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", env,
+         "LD_PRELOAD=" + comet_test::ShimPath(), "COMET_DIR=" + dir, Target(), "exit", "6"},
+        {}, /*shim=*/false));
+    EXPECT_EQ(r.exit_code, 6);
+    EXPECT_EQ(r.out, "exiting\n");
+    const std::string diagnostic = "comet_preload: cannot use COMET_DIR='" + dir + "' (";
+    EXPECT_EQ(r.err.rfind(diagnostic, 0), 0u) << r.err;
+    EXPECT_NE(r.err.find("Permission denied); output is not captured\npreload_target: exit code 6\n"),
+              std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 2) << r.err;
+  }
+  EXPECT_FALSE(comet_test::FileExists(Sub("roots/data")));
+  EXPECT_EQ(Datas(ReadCaptured(Data(), "stdout")), std::vector<std::string>{"exiting"});
+}
+
 // A line cut short by a fatal signal is stored before the process dies of that signal.
 TEST_F(PreloadTest, FatalSignalStoresTheLineCutShort) {
   for (const std::string sig : {"ABRT", "SEGV"}) {
