@@ -39,6 +39,10 @@ struct ServerKind {
   std::function<std::string(pid_t worker)> start_line;
   bool echoes_query = true;  // the reply is "hello N\n" for /hello?n=N (else "hello\n")
   int stop_signal = SIGTERM;
+  // The captured stream the error log lands in, and how each of its lines starts given the
+  // master's pid (not checked if unset).
+  std::string error_stream = "stderr";
+  std::function<std::string(pid_t master)> error_line_start;
 };
 
 // An access line "PID TARGET" (gunicorn writes "<PID> TARGET").
@@ -177,19 +181,31 @@ class ServerUnderShimTest : public comet_test::TempDirTest {
     return ExpectAccessLines(round);
   }
 
-  // Every worker's start line reaches the stderr streams (a new process's first line may wait
-  // for its shard to be handed over: bounded).
-  void ExpectStartLines(const ServerKind& kind, const std::vector<pid_t>& workers) {
-    std::set<std::string> missing;
-    for (pid_t w : workers) missing.insert(kind.start_line(w));
+  // Every wanted line reaches the error log's streams, whole (a new process's first line may
+  // wait for its shard to be handed over: bounded).
+  void ExpectErrorLines(const ServerKind& kind, const std::set<std::string>& wanted) {
+    std::set<std::string> missing = wanted;
+    const std::string start = kind.error_line_start ? kind.error_line_start(server_.pid()) : "";
     const int64_t deadline = comet_test::MonotonicNs() + 60'000'000'000;
     while (!missing.empty() && comet_test::MonotonicNs() < deadline) {
-      for (const std::string& line : comet_test::Datas(ReadCaptured(Data(), "stderr"))) {
-        std::erase_if(missing, [&](const std::string& want) { return line.find(want) != std::string::npos; });
+      for (const std::string& line : comet_test::Datas(ReadCaptured(Data(), kind.error_stream))) {
+        std::erase_if(missing, [&](const std::string& want) {
+          if (line.find(want) == std::string::npos) return false;
+          EXPECT_EQ(line.rfind(start, 0), 0u) << "not starting with '" << start << "': " << line;
+          return true;
+        });
       }
       if (!missing.empty()) usleep(10'000);
     }
-    for (const std::string& want : missing) ADD_FAILURE() << "no '" << want << "' in the stderr streams";
+    for (const std::string& want : missing) {
+      ADD_FAILURE() << "no '" << want << "' in the " << kind.error_stream << " streams";
+    }
+  }
+
+  void ExpectStartLines(const ServerKind& kind, const std::vector<pid_t>& workers) {
+    std::set<std::string> lines;
+    for (pid_t w : workers) lines.insert(kind.start_line(w));
+    ExpectErrorLines(kind, lines);
   }
 
   // The whole scenario: a round, a worker killed and replaced, another round, a clean stop.
@@ -284,11 +300,12 @@ ServerKind Gunicorn() {
   return k;
 }
 
-// The prefork MPM with exactly 2 children, serving a static file.
-ServerKind Apache() {
+// The prefork MPM with exactly 2 children, serving a static file; the error log to error_log
+// (/dev/stderr or syslog:FACILITY).
+ServerKind Apache(const std::string& error_log = "/dev/stderr") {
   ServerKind k;
   k.binary = "/usr/sbin/apache2";
-  k.command = [](const std::string& prefix, int port) {
+  k.command = [error_log](const std::string& prefix, int port) {
     const std::string www = prefix + "/www", conf = prefix + "/httpd.conf";
     EXPECT_EQ(mkdir(www.c_str(), 0755), 0);
     EXPECT_TRUE(comet_test::WriteFile(www + "/hello", "hello\n"));
@@ -303,7 +320,7 @@ ServerKind Apache() {
         "StartServers 2\nMinSpareServers 2\nMaxSpareServers 3\nServerLimit 2\n"
         "MaxRequestWorkers 2\n" +
         UserLine("User www-data\nGroup www-data") +
-        "ErrorLog /dev/stderr\n"
+        "ErrorLog " + error_log + "\n"
         "LogLevel notice\n"
         "LogFormat \"%P %U%q\" pids\n"
         "CustomLog /dev/stdout pids\n"
@@ -317,8 +334,18 @@ ServerKind Apache() {
   return k;
 }
 
+// ErrorLog syslog:local7: Apache's syslog() calls (openlog with LOG_PID in the master, before
+// it forks) land in the syslog streams as "<PRI>apache2[pid]: message", local7.notice = 189.
+ServerKind ApacheSyslog() {
+  ServerKind k = Apache("syslog:local7");
+  k.error_stream = "syslog";
+  k.error_line_start = [](pid_t master) { return "<189>apache2[" + std::to_string(master) + "]: "; };
+  return k;
+}
+
 TEST_F(ServerUnderShimTest, Nginx) { Run(Nginx()); }
 TEST_F(ServerUnderShimTest, Gunicorn) { Run(Gunicorn()); }
 TEST_F(ServerUnderShimTest, ApachePrefork) { Run(Apache()); }
+TEST_F(ServerUnderShimTest, ApachePreforkErrorLogToSyslog) { Run(ApacheSyslog()); }
 
 }  // namespace
