@@ -19,9 +19,9 @@ using namespace comet_preload;
 namespace {
 
 // What openlog and setlogmask set, and the "ident[pid]: " every entry starts with, made once per
-// openlog (and again in a forked child) rather than per message. `mu` guards all of it: glibc's
-// syslog takes a lock per message too, and fork holds it (ForkSyslogState) so that a child
-// never inherits it locked or half-updated.
+// openlog (and again in a forked child) rather than per message. `mu` guards all of it while
+// the shim captures (glibc's syslog takes a lock per message too), and fork holds it
+// (LockSyslogForFork) so that a child never inherits it locked or half-updated.
 struct LogState {
   pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
   const char* ident = nullptr;  // the caller's string, as glibc keeps it
@@ -32,12 +32,20 @@ struct LogState {
 };
 LogState g_log;
 
+// Taken only while capturing: an inert shim registers no fork handlers, and reads nothing back.
 class LogLock {
  public:
-  LogLock() { pthread_mutex_lock(&g_log.mu); }
-  ~LogLock() { pthread_mutex_unlock(&g_log.mu); }
+  LogLock() : held_(Active()) {
+    if (held_) pthread_mutex_lock(&g_log.mu);
+  }
+  ~LogLock() {
+    if (held_) pthread_mutex_unlock(&g_log.mu);
+  }
   LogLock(const LogLock&) = delete;
   LogLock& operator=(const LogLock&) = delete;
+
+ private:
+  bool held_;
 };
 
 // REQUIRES: g_log.mu held.

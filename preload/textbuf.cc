@@ -39,8 +39,8 @@ bool TextBuf::Append(const char* s, size_t n) {
 bool TextBuf::Append(const char* s) { return Append(s, std::strlen(s)); }
 
 bool TextBuf::AppendV(int fortify_flag, const char* fmt, va_list ap) {
-  if (AppendCommon(fmt, ap)) return true;
   const int saved_errno = errno;  // %m formats the caller's errno, whatever Reserve did to it
+  if (AppendCommon(fmt, ap)) return true;
   for (int pass = 0; pass < 2; pass++) {
     const size_t room = cap_ - len_;
     errno = saved_errno;

@@ -296,6 +296,12 @@ static void run_syslog(const char *sock) {
   openlog("tgt", LOG_PID, LOG_LOCAL0);
   int pid = (int)getpid();
   syslog(LOG_INFO, "syslog %d", 1);             expect("syslog", "<%d>tgt[%d]: syslog 1", LOG_LOCAL0 | LOG_INFO, pid);
+  pid_t child = fork(); /* the child's lines carry its own pid */
+  if (child == 0) {
+    syslog(LOG_INFO, "from a child");           expect("syslog", "<%d>tgt[%d]: from a child", LOG_LOCAL0 | LOG_INFO, (int)getpid());
+    _exit(0);
+  }
+  waitpid(child, NULL, 0);
   errno = ENOENT;
   syslog(LOG_ERR | LOG_DAEMON, "with %%m: %m"); expect("syslog", "<%d>tgt[%d]: with %%m: %s", LOG_DAEMON | LOG_ERR, pid, strerror(ENOENT));
   setlogmask(LOG_UPTO(LOG_NOTICE));
