@@ -28,14 +28,6 @@ bool TextBuf::Grow(size_t extra) {
   return true;
 }
 
-bool TextBuf::Append(const char* s, size_t n) {
-  if (!Reserve(n)) return false;
-  std::memcpy(data_ + len_, s, n);
-  len_ += n;
-  data_[len_] = '\0';
-  return true;
-}
-
 bool TextBuf::Append(const char* s) { return Append(s, std::strlen(s)); }
 
 bool TextBuf::AppendV(int fortify_flag, const char* fmt, va_list ap) {
@@ -80,7 +72,7 @@ bool TextBuf::AppendCommon(const char* fmt, va_list ap) {
   bool ok = true;
   while (ok) {
     const char* percent = strchrnul(fmt, '%');
-    ok = Append(fmt, static_cast<size_t>(percent - fmt));
+    if (percent != fmt) ok = Append(fmt, static_cast<size_t>(percent - fmt));
     if (*percent == '\0') break;
     fmt = percent + 1;
     ok = ok && AppendConversion(&fmt, &args);

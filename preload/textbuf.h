@@ -7,6 +7,7 @@
 #include <stdarg.h>
 
 #include <cstddef>
+#include <cstring>
 
 namespace comet_preload {
 
@@ -17,7 +18,13 @@ class TextBuf {
   TextBuf(const TextBuf&) = delete;
   TextBuf& operator=(const TextBuf&) = delete;
 
-  bool Append(const char* s, size_t n);
+  bool Append(const char* s, size_t n) {
+    if (!Reserve(n)) return false;
+    std::memcpy(data_ + len_, s, n);
+    len_ += n;
+    data_[len_] = '\0';
+    return true;
+  }
   bool Append(const char* s);
   // printf-style; fortify_flag >= 0 formats through __vsnprintf_chk with that flag, as the
   // fortified entry points would. False (errno set) if the format fails or memory runs out.
