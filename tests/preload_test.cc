@@ -295,6 +295,7 @@ TEST_F(PreloadTest, SecureExecutionProgramsAreNeverCaptured) {
 
   const ProgramRun plain = RunWithSystemPreload(Sub("layers-plain"), {copy, "exit", "5"},
                                                 {"COMET_DIR=" + Sub("data-plain")});
+  if (plain.err.find("mount:") != std::string::npos) GTEST_SKIP() << "no overlay mount: " << plain.err;
   EXPECT_EQ(plain.exit_code, 5) << plain.err;
   EXPECT_EQ(plain.out, "") << "the shim was not loaded through /etc/ld.so.preload";
   EXPECT_EQ(Datas(ReadCaptured(Sub("data-plain"), "stdout")), std::vector<std::string>{"exiting"});
