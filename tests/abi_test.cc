@@ -33,7 +33,7 @@ TEST(Abi, SharedLibraryExportsExactlyTheFunctionsOfTheHeader) {
   ASSERT_GE(declared.size(), 20u) << "the declarations of " << COMET_HEADER << " were not found";
   for (const char* name : {"comet_open", "comet_scan_next", "comet_consumer_open",
                            "comet_consumer_read", "comet_consumer_ack", "comet_consumer_lag",
-                           "comet_consumer_close"}) {
+                           "comet_consumer_close", "comet_retention_run"}) {
     EXPECT_TRUE(declared.count(name)) << name << " is not declared in " << COMET_HEADER;
   }
   comet_test::Elf elf;

@@ -645,6 +645,65 @@ TEST_F(CAbiTest, StructsAreVersionedBySize) {
   EXPECT_EQ(comet_close(c), COMET_OK);
 }
 
+// comet_retention_run deletes what the client's retention.* keys say, reports it, and the
+// directory's counters add it up; deleted entries read NOT_FOUND.
+TEST_F(CAbiTest, RetentionRunDeletesReportsAndCounts) {
+  comet_client* c = OpenWith({{"storage.max_segment_bytes", "16KiB"},
+                              {"retention.max_shard_bytes", "48KiB"},
+                              {"retention.interval", "0"}});
+  ASSERT_NE(c, nullptr);
+  AppendEach(c, "ret:shard:0000", Payloads(5000));
+  comet_stream_info before{};
+  ASSERT_EQ(comet_inspect(c, "ret:shard:0000", &before, sizeof before), COMET_OK);
+  ASSERT_GT(before.segments, 3u);
+
+  comet_retention_report r;
+  std::memset(&r, 0xAB, sizeof r);
+  ASSERT_EQ(comet_retention_run(c, &r, sizeof r), COMET_OK) << comet_last_error();
+  EXPECT_EQ(r.size, sizeof r);
+  EXPECT_EQ(r.reserved, 0u);
+  comet_stream_info after{};
+  ASSERT_EQ(comet_inspect(c, "ret:shard:0000", &after, sizeof after), COMET_OK);
+  EXPECT_EQ(r.segments, before.segments - after.segments);
+  EXPECT_EQ(r.entries, after.first_entry);
+  EXPECT_GT(r.bytes, r.entries * 10);
+  EXPECT_EQ(r.unconsumed, 0u);
+  char buf[16];
+  size_t n = 0;
+  int64_t ts = 0;
+  EXPECT_EQ(comet_read(c, "ret:shard:0000", 0, buf, sizeof buf, &n, &ts), COMET_ERR_NOT_FOUND);
+  ASSERT_EQ(comet_read(c, "ret:shard:0000", after.first_entry, buf, sizeof buf, &n, &ts),
+            COMET_OK);
+  EXPECT_EQ(std::string(buf, n), Payload(after.first_entry));
+
+  // A second pass finds nothing more; out may be NULL; an old program's shorter struct.
+  ASSERT_EQ(comet_retention_run(c, nullptr, 0), COMET_OK);
+  unsigned char old[offsetof(comet_retention_report, segments) + 8 + 8];
+  std::memset(old, 0xAB, sizeof old);
+  const size_t old_size = offsetof(comet_retention_report, segments) + 8;
+  ASSERT_EQ(comet_retention_run(c, reinterpret_cast<comet_retention_report*>(old), old_size),
+            COMET_OK);
+  for (size_t i = old_size; i < sizeof old; i++) EXPECT_EQ(old[i], 0xAB) << "byte " << i;
+  EXPECT_EQ(comet_retention_run(c, &r, 4), COMET_ERR_INVALID);
+  EXPECT_EQ(comet_retention_run(nullptr, &r, sizeof r), COMET_ERR_INVALID);
+
+  comet_stats st;
+  ASSERT_EQ(comet_get_stats(c, &st, sizeof st), COMET_OK);
+  EXPECT_EQ(st.retention_passes, 3u);
+  EXPECT_EQ(st.retention_segments, r.segments);
+  EXPECT_EQ(st.retention_entries, r.entries);
+  EXPECT_EQ(st.retention_bytes, r.bytes);
+  EXPECT_EQ(st.retention_unconsumed, 0u);
+  EXPECT_GT(st.retention_last_ns, 0);
+  EXPECT_EQ(comet_close(c), COMET_OK);
+
+  comet_client* ro = OpenWith({{"open.read_only", "true"}});
+  ASSERT_NE(ro, nullptr);
+  EXPECT_EQ(comet_retention_run(ro, &r, sizeof r), COMET_ERR_INVALID);
+  EXPECT_TRUE(comet_test::Contains(comet_last_error(), "read-only")) << comet_last_error();
+  EXPECT_EQ(comet_close(ro), COMET_OK);
+}
+
 // A misspelt name given to comet_wait is an error, not a new stream holding a control slot.
 TEST_F(CAbiTest, WaitOnAMissingStreamIsNotFoundAndCreatesNothing) {
   comet_client* c = Open("single");

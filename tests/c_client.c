@@ -1,7 +1,8 @@
 /* A C99 program that uses Comet through comet.h and libcomet.so alone: it checks the library's
  * version against the header's, appends 100 entries to c99:shard:0000 of DIR through a stream
  * handle in batches of 10, scans them back 16 at a time, consumes them as group "c99" (reads
- * 16 at a time, acks each batch, then checks the group's lag is 0), and prints
+ * 16 at a time, acks each batch, then checks the group's lag is 0), runs a retention pass
+ * (no limit is set: it deletes nothing), and prints
  * "version=V appended=A scanned=S consumed=C". Exit 1 on a failed call, 3 on a version
  * mismatch.
  *
@@ -80,6 +81,9 @@ int main(int argc, char **argv) {
   if (comet_consumer_lag(k, "c99:shard:*", &lag) != COMET_OK) return die("comet_consumer_lag");
   if (lag != 0) consumed = -1;
   if (comet_consumer_close(k) != COMET_OK) return die("comet_consumer_close");
+  comet_retention_report r;
+  if (comet_retention_run(c, &r, sizeof r) != COMET_OK) return die("comet_retention_run");
+  if (r.size != sizeof r || r.segments != 0) consumed = -2; /* no limit set: nothing deleted */
   if (comet_close(c) != COMET_OK) return die("comet_close");
   printf("version=%d appended=%d scanned=%d consumed=%d\n", version, appended, scanned,
          consumed);

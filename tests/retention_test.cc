@@ -4,11 +4,16 @@
 // they hold; consumers resume at the first retained entry; a SIGKILL in the middle of a pass
 // leaves a directory that opens dense and verifies clean; `comet retention`.
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
+#include <functional>
 #include <random>
 #include <string>
 #include <thread>
@@ -21,6 +26,7 @@
 #include "comet/consumer.h"
 #include "comet/format.h"
 #include "comet/stats.h"
+#include "small_tmpfs.h"
 #include "test_util.h"
 
 namespace {
@@ -421,6 +427,47 @@ TEST_F(RetentionTest, ConcurrentReadersAndWritersSeeNothingButNotFound) {
               static_cast<unsigned long long>(reads.load()));
 }
 
+// The index-write handshake: the writer's maintainer stops just before it writes the first
+// sealed segment's index file, until the test has run a pass that deletes that segment.
+std::atomic<int> g_index_stage{0};  // 1: the writer is at the index write; 2: go on
+void StopBeforeIndexWrite(uint64_t base) {
+  if (base != 0) return;
+  g_index_stage.store(1);
+  while (g_index_stage.load() != 2) std::this_thread::yield();
+}
+
+// A pass that deletes a sealed segment while its writer is about to write the segment's index
+// file leaves no index behind for it (the writer checks retained_from after the write).
+TEST_F(RetentionTest, AnIndexWrittenForADeletedSegmentDoesNotOutliveIt) {
+  Config cfg = Cfg();
+  cfg.retention.max_shard_bytes = 3 * kSegmentBytes;
+  g_index_stage.store(0);
+  comet::internal::SetIndexWriteHook(StopBeforeIndexWrite);
+  struct Unhook {
+    ~Unhook() {
+      g_index_stage.store(2);
+      comet::internal::SetIndexWriteHook(nullptr);
+    }
+  } unhook;
+  auto c = Open(cfg);
+  Fill(c.get(), kStream, 700);  // five segments or more
+  const int64_t deadline = comet_test::MonotonicNs() + 30'000'000'000;
+  while (g_index_stage.load() != 1 && comet_test::MonotonicNs() < deadline) {
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(g_index_stage.load(), 1) << "the writer never came to write the first index file";
+  EXPECT_GE(Pass(c.get()).segments, 1u);
+  ASSERT_GT(comet_test::SegmentBase(Segments().front()), 0u) << "the first segment is deleted";
+  g_index_stage.store(2);
+  ASSERT_OK(c->Close());  // joins the maintainer: its index write is done
+  const std::vector<std::string> idx = comet_test::ListFilesRecursive(dir_, ".idx");
+  EXPECT_FALSE(idx.empty()) << "the sealed segments that remain have their index files";
+  for (const std::string& i : idx) {
+    EXPECT_TRUE(comet_test::FileExists(i.substr(0, i.size() - 4) + ".seg"))
+        << i << " outlived its segment";
+  }
+}
+
 // ---- crashes ---------------------------------------------------------------------------------
 
 // The child's side of the kill handshake: at its k-th deletion (retained_from raised, the file
@@ -511,6 +558,335 @@ TEST_F(RetentionTest, SigkillDuringAPassLeavesADenseDirectory) {
     EXPECT_GE(comet_test::SegmentBase(idx), first) << idx;
   }
   ExpectDenseFrom(c.get(), first, next);
+}
+
+// ---- other processes --------------------------------------------------------------------------
+
+// A child process running `body(out, in)`: it reports through `out` and takes commands from `in`.
+struct Proc {
+  pid_t pid = -1;
+  int from = -1, to = -1;  // the parent's ends
+};
+
+Proc Spawn(const std::function<int(int out, int in)>& body) {
+  int up[2], down[2];
+  if (pipe(up) != 0 || pipe(down) != 0) return {};
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(up[0]);
+    close(down[1]);
+    _exit(body(up[1], down[0]));
+  }
+  close(up[1]);
+  close(down[0]);
+  return Proc{pid, up[0], down[1]};
+}
+
+template <typename T>
+bool Send(int fd, const T& v) {
+  return comet_test::WriteFull(fd, &v, sizeof v);
+}
+template <typename T>
+bool Recv(const Proc& p, T* v, int timeout_ms = 60000) {
+  return comet_test::ReadFull(p.from, v, sizeof *v, timeout_ms);
+}
+
+// Waits for the child and returns its exit code (-1 if it did not exit normally).
+int Reap(Proc* p) {
+  int status = 0;
+  if (p->pid > 0 && waitpid(p->pid, &status, 0) != p->pid) status = -1;
+  close(p->from);
+  close(p->to);
+  p->pid = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Whether /proc/locks shows a blocked lock request on byte `byte` of the file with inode `ino`
+// (a process waiting in F_OFD_SETLKW: "N: -> OFDLCK ADVISORY WRITE -1 MAJ:MIN:INODE START END").
+bool LockRequestBlocked(ino_t ino, int byte) {
+  const std::string locks = comet_test::ReadFile("/proc/locks");
+  const std::string key = ":" + std::to_string(ino) + " " + std::to_string(byte) + " ";
+  size_t at = 0;
+  while ((at = locks.find(key, at)) != std::string::npos) {
+    const size_t line = locks.rfind('\n', at);
+    const std::string head = locks.substr(line == std::string::npos ? 0 : line + 1, at);
+    if (head.find("->") != std::string::npos && head.find("OFDLCK") != std::string::npos) {
+      return true;
+    }
+    at += key.size();
+  }
+  return false;
+}
+
+// The deletion hook of a process whose pass must stop in the middle: at its first deletion it
+// says so on g_hook_out and waits for a byte on g_hook_in.
+int g_hook_out = -1, g_hook_in = -1;
+void StopAtFirstDeletion(uint64_t deleted) {
+  if (deleted != 0) return;
+  char b = 'd';
+  (void)!write(g_hook_out, &b, 1);
+  (void)!read(g_hook_in, &b, 1);
+}
+
+// Two processes run retention at once: the second waits on the directory's lock while the first
+// is in the middle of its pass (seen in /proc/locks, not guessed by a sleep), deletes nothing
+// meanwhile, and runs its own pass, which finds nothing left, once the first has finished.
+TEST_F(RetentionTest, OnePassRunsAtATimeAcrossProcesses) {
+  Config cfg = Cfg();
+  {
+    auto c = Open(cfg);
+    Fill(c.get(), kStream, 2000);
+  }
+  const size_t before = Segments().size();
+  cfg.concurrency.mode = comet::ConcurrencyMode::kMulti;
+  cfg.retention.max_shard_bytes = 3 * kSegmentBytes;
+  // Each process runs one pass; its hook tells of every deletion (the first one stops the pass
+  // of the process told to, until the parent lets it go on).
+  auto pass = [&](bool stop) {
+    return [&, stop](int out, int in) -> int {
+      g_hook_out = out;
+      g_hook_in = in;
+      comet::internal::SetRetentionDeleteHook(stop ? StopAtFirstDeletion : +[](uint64_t) {
+        char b = 'd';
+        (void)!write(g_hook_out, &b, 1);
+      });
+      auto c = Client::Open(dir_, cfg);
+      if (!c.ok()) return 2;
+      char ready = 'r';
+      if (!Send(out, ready)) return 3;
+      auto r = (*c)->RunRetention();
+      if (!r.ok()) return 4;
+      char done = 'f';
+      if (!Send(out, done) || !Send(out, r->segments)) return 5;
+      return (*c)->Close().ok() ? 0 : 6;
+    };
+  };
+  Proc a = Spawn(pass(true));
+  char msg = 0;
+  ASSERT_TRUE(Recv(a, &msg) && msg == 'r');
+  ASSERT_TRUE(Recv(a, &msg) && msg == 'd') << "the first pass deleted nothing";
+  const size_t held = Segments().size();
+
+  Proc b = Spawn(pass(false));
+  ASSERT_TRUE(Recv(b, &msg) && msg == 'r');
+  struct stat lock_file {};
+  ASSERT_EQ(stat((dir_ + "/comet.lock").c_str(), &lock_file), 0);
+  // Until the second process waits for the lock, nothing may come from it (a byte would be a
+  // deletion or the end of its pass).
+  bool blocked = false;
+  const int64_t deadline = comet_test::MonotonicNs() + 30'000'000'000;
+  while (!blocked && comet_test::MonotonicNs() < deadline) {
+    pollfd p{b.from, POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 1), 0) << "the second process deleted or finished while the first "
+                                    "process's pass was in progress";
+    blocked = LockRequestBlocked(lock_file.st_ino, 3);
+  }
+  ASSERT_TRUE(blocked) << "the second pass never waited for the lock";
+  EXPECT_EQ(Segments().size(), held);
+
+  ASSERT_TRUE(Send(a.to, msg));  // the first pass goes on
+  uint64_t deleted_a = 0, deleted_b = 0;
+  while (Recv(a, &msg) && msg == 'd') {
+  }
+  ASSERT_EQ(msg, 'f');
+  ASSERT_TRUE(Recv(a, &deleted_a));
+  ASSERT_TRUE(Recv(b, &msg));
+  EXPECT_EQ(msg, 'f') << "the second pass deleted what the first left";
+  ASSERT_TRUE(Recv(b, &deleted_b));
+  EXPECT_EQ(Reap(&a), 0);
+  EXPECT_EQ(Reap(&b), 0);
+  EXPECT_EQ(deleted_a, before - Segments().size());
+  EXPECT_EQ(deleted_b, 0u);
+  EXPECT_EQ(comet::ReadStats(dir_)->retention.passes, 2u);
+  EXPECT_LE(Bytes(), cfg.retention.max_shard_bytes);
+}
+
+// retention.min_free_bytes alone, on a small tmpfs: a pass in a process of its own deletes the
+// oldest segments until the file system has the free space asked for, and no more than that.
+TEST_F(RetentionTest, MinFreeBytesAloneFreesTheFileSystemDownToTheFloor) {
+  comet_test::SmallTmpfs fs(Sub("fs"), "8m");
+  if (!fs.mounted()) GTEST_SKIP() << fs.why_not();
+  const std::string data = fs.path() + "/data";
+  Config cfg = Cfg();
+  {
+    auto c = Client::Open(data, cfg);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    Fill(c->get(), kStream, 30000);
+    ASSERT_OK((*c)->Close());
+  }
+  const size_t before = comet_test::ListSegments(data, 0, 0).size();
+  auto free_bytes = [&] {
+    struct statvfs st {};
+    EXPECT_EQ(statvfs(fs.path().c_str(), &st), 0);
+    return uint64_t{st.f_bavail} * st.f_frsize;
+  };
+  const uint64_t floor = free_bytes() + (1 << 20);
+  comet_test::ToolRun r = comet_test::RunTool(
+      "retention " + data + " -c storage.max_segment_bytes=16KiB -c retention.min_free_bytes=" +
+          std::to_string(floor),
+      dir_);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_TRUE(comet_test::Contains(r.out, "free disk space below retention.min_free_bytes"))
+      << r.out;
+  const uint64_t now_free = free_bytes();
+  EXPECT_GE(now_free, floor);
+  // The last deletion crossed the floor: one segment, plus the page each deleted segment's
+  // size was rounded up to and the page of its index file.
+  const size_t after = comet_test::ListSegments(data, 0, 0).size();
+  EXPECT_LT(now_free, floor + kSegmentBytes + (before - after) * 2 * 4096);
+  EXPECT_GT(before - after, (1u << 20) / kSegmentBytes / 2);
+  auto c = Client::Open(data, cfg);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  const uint64_t first = comet_test::SegmentBase(comet_test::ListSegments(data, 0, 0).front());
+  ASSERT_GT(first, 0u);
+  Entry e;
+  EXPECT_TRUE((*c)->Read(kStream, first - 1, &e).IsNotFound());
+  ASSERT_OK((*c)->Read(kStream, first, &e));
+  EXPECT_EQ(e.data, Payload(kStream, first));
+  ASSERT_OK((*c)->Close());
+}
+
+// A 100-byte payload that says which writer appended it and its sequence number there, the
+// rest filled with a letter of both: a reader checks any entry on its own.
+std::string WriterPayload(uint32_t writer, uint64_t seq) {
+  std::string p = "w" + std::to_string(writer) + "#" + std::to_string(seq) + " ";
+  p.resize(100, char('a' + (writer * 7 + seq) % 26));
+  return p;
+}
+bool WellFormed(std::string_view p) {
+  unsigned writer = 0;
+  unsigned long long seq = 0;
+  if (p.size() != 100 || std::sscanf(std::string(p).c_str(), "w%u#%llu ", &writer, &seq) != 2) {
+    return false;
+  }
+  return p == WriterPayload(writer, seq);
+}
+
+// Retention passes in this process while two multi-mode writer processes append to shards of
+// one prefix and a reader process scans and reads them: nobody sees an error but NOT_FOUND,
+// no entry reads as another, and after a last pass every shard is within its size limit.
+TEST_F(RetentionTest, PassesBesideTwoWriterProcessesAndAReaderProcess) {
+  constexpr uint32_t kShards = 4;
+  constexpr uint64_t kPerWriter = 20000;
+  Config cfg = Cfg();
+  cfg.concurrency.mode = comet::ConcurrencyMode::kMulti;
+  cfg.retention.max_shard_bytes = 3 * kSegmentBytes;
+  auto c = Open(cfg);
+  ASSERT_NE(c, nullptr);
+
+  auto writer = [&](uint32_t w) {
+    return [&, w](int out, int) -> int {
+      auto wc = Client::Open(dir_, cfg);
+      if (!wc.ok()) return 2;
+      uint64_t errors = 0;
+      for (uint64_t i = 0; i < kPerWriter && errors == 0; i++) {
+        for (int attempt = 0;; attempt++) {
+          auto name = (*wc)->PickStream("mp", "k" + std::to_string(i), kShards);
+          Status st = name.ok() ? (*wc)->Append(*name, WriterPayload(w, i)) : name.status();
+          if (st.ok()) break;
+          if (!st.IsNotOwner() || attempt > 5000) {
+            std::fprintf(stderr, "writer %u entry %llu: %s\n", w, (unsigned long long)i,
+                         st.ToString().c_str());
+            errors++;
+            break;
+          }
+          usleep(200);  // membership moving shards between processes
+        }
+      }
+      if (!Send(out, errors)) return 3;
+      return (*wc)->Close().ok() ? 0 : 4;
+    };
+  };
+  auto reader = [&](int out, int in) -> int {
+    Config ro = Cfg();
+    ro.open.read_only = true;
+    auto rc = Client::Open(dir_, ro);
+    if (!rc.ok()) return 2;
+    uint64_t errors = 0, reads = 0;
+    std::mt19937_64 rng(11);
+    auto check = [&](const Status& st, const Entry& e, const std::string& what) {
+      if (st.ok() && WellFormed(e.data)) {
+        reads++;
+      } else if (!st.IsNotFound()) {
+        std::fprintf(stderr, "reader %s: %s\n", what.c_str(),
+                     st.ok() ? "another payload" : st.ToString().c_str());
+        errors++;
+      }
+    };
+    for (bool stop = false; !stop && errors == 0;) {
+      pollfd p{in, POLLIN, 0};
+      stop = poll(&p, 1, 0) > 0;  // one more round after the parent says stop
+      for (uint32_t s = 0; s < kShards; s++) {
+        const std::string name = comet::ShardStreamName("mp", s);
+        auto it = (*rc)->Scan(name, 0);
+        if (!it.ok()) continue;  // not created yet
+        for (int i = 0; i < 3000; i++) {
+          Entry e;
+          const uint64_t at = it->position();
+          Status st = it->Next(&e);
+          check(st, e, name + " scan at " + std::to_string(at));
+          if (st.IsNotFound() && it->position() == at) break;
+        }
+        auto len = (*rc)->Length(name);
+        if (len.ok() && *len > 0) {
+          Entry e;
+          const uint64_t i = rng() % *len;
+          check((*rc)->Read(name, i, &e), e, name + " read of " + std::to_string(i));
+        }
+      }
+    }
+    if (!Send(out, errors) || !Send(out, reads)) return 3;
+    return 0;
+  };
+  Proc w0 = Spawn(writer(0)), w1 = Spawn(writer(1)), rd = Spawn(reader);
+  uint64_t passes = 0, deleted = 0, werr0 = ~0ull, werr1 = ~0ull;
+  // Passes until both writers are done (each reports once, at its end).
+  for (bool done0 = false, done1 = false; !(done0 && done1);) {
+    auto r = c->RunRetention();
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    passes++;
+    deleted += r->segments;
+    pollfd p[2] = {{w0.from, POLLIN, 0}, {w1.from, POLLIN, 0}};
+    if (poll(p, 2, 0) > 0) {
+      if (!done0 && p[0].revents) done0 = Recv(w0, &werr0);
+      if (!done1 && p[1].revents) done1 = Recv(w1, &werr1);
+    }
+  }
+  char stop = 's';
+  ASSERT_TRUE(Send(rd.to, stop));
+  uint64_t rerr = ~0ull, reads = 0;
+  ASSERT_TRUE(Recv(rd, &rerr) && Recv(rd, &reads));
+  EXPECT_EQ(Reap(&w0), 0);
+  EXPECT_EQ(Reap(&w1), 0);
+  EXPECT_EQ(Reap(&rd), 0);
+  EXPECT_EQ(werr0, 0u);
+  EXPECT_EQ(werr1, 0u);
+  EXPECT_EQ(rerr, 0u);
+  EXPECT_GT(reads, 0u);
+  EXPECT_GT(deleted, 0u);
+  ASSERT_OK(c->Close());
+  c = Open(cfg);  // knows every stream the writers made
+  ASSERT_NE(c, nullptr);
+  Pass(c.get());
+  uint64_t total = 0;
+  for (uint32_t s = 0; s < kShards; s++) {
+    auto info = c->Inspect(comet::ShardStreamName("mp", s));
+    if (info.status().IsNotFound()) continue;  // a shard no writer held
+    ASSERT_TRUE(info.ok()) << info.status().ToString();
+    total += info->next_entry;
+    uint64_t bytes = 0;
+    for (const std::string& f : comet_test::ListSegments(dir_, info->first.prefix_id, s)) {
+      bytes += comet_test::FileSize(f);
+    }
+    EXPECT_LE(bytes, cfg.retention.max_shard_bytes) << "shard " << s;
+    EXPECT_TRUE(info->gaps.empty());
+  }
+  EXPECT_EQ(total, 2 * kPerWriter);
+  ASSERT_OK(c->Close());
+  comet_test::ToolRun v = comet_test::RunTool("verify " + dir_, dir_);
+  EXPECT_EQ(v.status, 0) << v.out << v.err;
+  std::printf("  %llu passes deleted %llu segments beside %llu reads\n",
+              (unsigned long long)passes, (unsigned long long)deleted, (unsigned long long)reads);
 }
 
 // ---- background passes, configuration, the tool -----------------------------------------------

@@ -441,7 +441,32 @@ int comet_get_stats(comet_client* c, comet_stats* out, size_t size) {
     r.gaps = s->gaps;
     r.takeovers = s->takeovers;
     r.rebuilds = s->rebuilds;
+    r.retention_passes = s->retention.passes;
+    r.retention_segments = s->retention.segments;
+    r.retention_entries = s->retention.entries;
+    r.retention_bytes = s->retention.bytes;
+    r.retention_unconsumed = s->retention.unconsumed;
+    r.retention_last_ns = s->retention.last_pass_ns;
     return FillSized(r, out, size, "comet_get_stats");
+  });
+}
+
+int comet_retention_run(comet_client* c, comet_retention_report* out, size_t size) {
+  if (!c) return Fail(COMET_ERR_INVALID, "comet_retention_run: null client");
+  if (out && size < 8) {  // refused before the pass runs
+    comet_retention_report none{};
+    return FillSized(none, out, size, "comet_retention_run");
+  }
+  return Guard([&]() -> int {
+    comet::Result<comet::RetentionReport> r = c->client->RunRetention();
+    if (!r.ok()) return Fail(r.status());
+    if (!out) return COMET_OK;
+    comet_retention_report full{};
+    full.segments = r->segments;
+    full.entries = r->entries;
+    full.bytes = r->bytes;
+    full.unconsumed = r->unconsumed;
+    return FillSized(full, out, size, "comet_retention_run");
   });
 }
 

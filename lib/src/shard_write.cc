@@ -10,6 +10,7 @@
 #include "control.h"
 #include "env.h"
 #include "probes.h"
+#include "test_hooks.h"
 
 namespace comet::internal {
 
@@ -35,7 +36,21 @@ uint64_t WantedCapacity(const Config& cfg, uint64_t need) {
   return std::max(cfg.storage.max_segment_bytes, kSegmentHeaderSize + need);
 }
 
+std::atomic<void (*)(uint64_t)> index_write_hook{nullptr};  // test_hooks.h
+
+// Retention may delete a sealed segment before its index file is written. A pass raises
+// retained_from before it unlinks the segment and its index, so an index renamed into place
+// before the second check below is unlinked by the pass, and one renamed after it, here.
+void WriteIndexUnlessRetired(const Segment& s, const std::string& path, const ShardSlot* slot) {
+  auto retired = [&] { return slot && slot->retained_from.load() > s.base(); };
+  if (retired()) return;
+  if (auto hook = index_write_hook.load(std::memory_order_relaxed)) hook(s.base());
+  if (s.WriteIndexFile(path).ok() && retired()) (void)env::Unlink(path);
+}
+
 }  // namespace
+
+void SetIndexWriteHook(void (*hook)(uint64_t base)) { index_write_hook.store(hook); }
 
 // ---- write path ------------------------------------------------------------------------------
 
@@ -411,7 +426,7 @@ void Shard::FinishSealed() {
   }
   for (auto& s : done) {
     (void)env::Truncate(s->fd(), s->data_end(), s->path());
-    (void)s->WriteIndexFile(SegmentPath(s->base(), "idx"));
+    WriteIndexUnlessRetired(*s, SegmentPath(s->base(), "idx"), slot_);
   }
 }
 

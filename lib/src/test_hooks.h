@@ -23,4 +23,8 @@ int64_t RetentionNowNs();
 // A crash test uses it to place a SIGKILL in the middle of a pass.
 void SetRetentionDeleteHook(void (*hook)(uint64_t deleted));
 
+// Called by a writer just before it writes the index file of the sealed segment starting at
+// entry `base` (null: nothing). A test runs a retention pass there.
+void SetIndexWriteHook(void (*hook)(uint64_t base));
+
 }  // namespace comet::internal

@@ -22,7 +22,7 @@
 /* The version of this header: the major version changes only with an incompatible ABI, the
    minor version when calls are added, the patch version for fixes. */
 #define COMET_VERSION_MAJOR 1
-#define COMET_VERSION_MINOR 1
+#define COMET_VERSION_MINOR 2
 #define COMET_VERSION_PATCH 0
 /* One number, ordered like the versions: MAJOR * 10000 + MINOR * 100 + PATCH. */
 #define COMET_VERSION \
@@ -236,8 +236,31 @@ typedef struct comet_stats {
   uint64_t gaps;
   uint64_t takeovers;        /* shards taken over from dead processes */
   uint64_t rebuilds;         /* control region rebuilds */
+  /* Since 1.2: retention passes by every process, and what they deleted. */
+  uint64_t retention_passes;
+  uint64_t retention_segments;
+  uint64_t retention_entries;
+  uint64_t retention_bytes;
+  uint64_t retention_unconsumed; /* entries deleted before some group had consumed them */
+  int64_t retention_last_ns;     /* wall clock of the last pass (0: none yet) */
 } comet_stats;
 int comet_get_stats(comet_client *c, comet_stats *out, size_t size);
+
+/* What one retention pass deleted (since 1.2). Versioned by size like the structs above. */
+typedef struct comet_retention_report {
+  uint32_t size;             /* bytes filled by the library */
+  uint32_t reserved;
+  uint64_t segments;         /* segment files deleted */
+  uint64_t entries;
+  uint64_t bytes;
+  uint64_t unconsumed;       /* entries deleted before some group had consumed them */
+} comet_retention_report;
+/* Runs a retention pass over the whole directory now, with the retention.* keys of the config
+   the client was opened with (nothing is deleted unless a limit is set), and fills *out (if not
+   NULL; size is sizeof *out). Waits while another thread or process runs a pass: one runs at a
+   time per directory. Thread-safe. COMET_ERR_INVALID for a read-only client. Deleted entries
+   read as COMET_ERR_NOT_FOUND afterwards; views already returned stay valid. */
+int comet_retention_run(comet_client *c, comet_retention_report *out, size_t size);
 
 /* One consumer group's position in one stream, as the control region holds it (since 1.1).
    Versioned by size like the structs above; the strings are valid during the callback only. */
