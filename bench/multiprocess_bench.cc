@@ -18,7 +18,9 @@
 //                                       timeout); the writer sleeps 1 ms between appends.
 //   BM_MultiProc_WriteToRead/consumer   the same parked hand-off to a consumer of a group waiting
 //                                       in Consumer::Read, which acks every batch: the end-to-end
-//                                       append -> handler latency
+//                                       append -> handler latency (consumers.wait_spin default)
+//   .../consumer/spin:0|2ms             the same with consumers.wait_spin=0 (straight to the
+//                                       futex) and 2ms (longer than the 1 ms gap: never sleeps)
 //   BM_MultiProc_Floor/spin             floor of /spin without Comet: a timestamp stored into a
 //                                       shared page, seen by a process spinning on it
 //   BM_MultiProc_Floor/futex            floor of /park: the same with the reader in FUTEX_WAIT on
@@ -381,10 +383,13 @@ void SleepUntil(int64_t t) {
   while (int64_t(Clock::MonotonicNs()) < t) _mm_pause();
 }
 
-std::unique_ptr<comet::Client> OpenComet(const std::string& dir, bool multi, std::string* err) {
+// consumer_spin_ns: consumers.wait_spin (negative: the default).
+std::unique_ptr<comet::Client> OpenComet(const std::string& dir, bool multi, std::string* err,
+                                         int64_t consumer_spin_ns = -1) {
   comet::Config cfg;
   cfg.sync.mode = comet::SyncMode::kNone;
   if (multi) cfg.concurrency.mode = comet::ConcurrencyMode::kMulti;
+  if (consumer_spin_ns >= 0) cfg.consumers.wait_spin_ns = uint64_t(consumer_spin_ns);
   auto r = comet::Client::Open(dir, cfg);
   if (!r.ok()) {
     *err = "Client::Open(" + dir + (multi ? ", multi" : ", single") + "): " + r.status().ToString();
@@ -713,9 +718,9 @@ int W2RReader(ChildIo& io, const std::string& dir, bool park, SharedPage* sh) {
 // The reader of BM_MultiProc_WriteToRead/consumer: a consumer of a group (positioned at the
 // stream's end) waiting in Read on the futex; the latency is taken when the handler would see
 // the entry, and every batch is acked.
-int W2RConsumer(ChildIo& io, const std::string& dir, SharedPage* sh) {
+int W2RConsumer(ChildIo& io, const std::string& dir, SharedPage* sh, int64_t spin_ns) {
   std::string err;
-  std::unique_ptr<comet::Client> c = OpenComet(dir, true, &err);
+  std::unique_ptr<comet::Client> c = OpenComet(dir, true, &err, spin_ns);
   if (!c) return io.Fail(err);
   if (!io.Opened()) return 2;
   Cmd cmd;
@@ -994,7 +999,7 @@ void BM_MultiProc_Batch(benchmark::State& state, int n, const std::string& key,
 
 void BM_MultiProc_WriteToRead(benchmark::State& state, bool park, bool floor,
                               const std::string& key, const std::string& bench,
-                              bool consumer = false) {
+                              bool consumer = false, int64_t consumer_spin_ns = -1) {
   for (auto _ : state) {
     TempDir dir;
     SharedMap shared;
@@ -1011,7 +1016,7 @@ void BM_MultiProc_WriteToRead(benchmark::State& state, bool park, bool floor,
     } else {
       bodies.push_back([=](ChildIo& io) { return W2RWriter(io, data, park, sh); });
       if (consumer) {
-        bodies.push_back([=](ChildIo& io) { return W2RConsumer(io, data, sh); });
+        bodies.push_back([=](ChildIo& io) { return W2RConsumer(io, data, sh, consumer_spin_ns); });
       } else {
         bodies.push_back([=](ChildIo& io) { return W2RReader(io, data, park, sh); });
       }
@@ -1068,6 +1073,14 @@ void RegisterMultiProcessBenchmarks() {
   Reg("BM_MultiProc_WriteToRead/consumer", [](benchmark::State& st, const std::string& n) {
     BM_MultiProc_WriteToRead(st, true, false, "mp.w2r.consumer", n, true);
   });
+  // consumers.wait_spin off, and longer than the writer's 1 ms gap (a consumer that never sleeps).
+  for (int64_t spin : {int64_t{0}, int64_t{2'000'000}}) {
+    const std::string tag = spin ? "2ms" : "0";
+    Reg("BM_MultiProc_WriteToRead/consumer/spin:" + tag,
+        [spin, tag](benchmark::State& st, const std::string& n) {
+          BM_MultiProc_WriteToRead(st, true, false, "mp.w2r.consumer.spin" + tag, n, true, spin);
+        });
+  }
   Reg("BM_MultiProc_Floor/spin", [](benchmark::State& st, const std::string& n) {
     BM_MultiProc_WriteToRead(st, false, true, "mp.floor.spin", n);
   });

@@ -156,6 +156,20 @@ TEST(Config, OutOfRangeValuesAreRefused) {
   }
 }
 
+TEST(Config, ConsumerWaitSpinTakesADurationUpToTenMilliseconds) {
+  Config c;
+  EXPECT_EQ(c.consumers.wait_spin_ns, 50'000u);
+  ASSERT_TRUE(c.Set("consumers.wait_spin", "2ms").ok());
+  EXPECT_EQ(c.consumers.wait_spin_ns, 2 * kMs);
+  ASSERT_TRUE(c.Set("consumers.wait_spin", "0").ok());
+  EXPECT_EQ(c.consumers.wait_spin_ns, 0u);
+  comet::Status st = c.Set("consumers.wait_spin", "20ms");
+  EXPECT_EQ(st.code(), Code::kInvalid);
+  EXPECT_NE(st.message().find("consumers.wait_spin"), std::string::npos) << st.ToString();
+  c.consumers.wait_spin_ns = 11 * kMs;
+  EXPECT_EQ(c.Validate().code(), Code::kInvalid);
+}
+
 TEST(Config, ValidateRefusesOutOfRangeFieldsSetDirectly) {
   Config c;
   c.storage.max_segment_bytes = 100;

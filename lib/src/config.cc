@@ -135,6 +135,7 @@ const std::vector<std::string>& Config::Keys() {
       "index.interval",            "concurrency.mode",        "concurrency.max_processes",
       "open.read_only",            "metrics.bpf_pin_dir",     "metrics.probe_sample",
       "read.check_crc",            "consumers.max_groups",    "consumers.max_offsets",
+      "consumers.wait_spin",
       "retention.max_age",         "retention.max_shard_bytes", "retention.max_total_bytes",
       "retention.min_segments",    "retention.force_delete_after", "retention.min_free_bytes",
       "retention.interval"};
@@ -222,6 +223,9 @@ Status Config::Set(std::string_view key, std::string_view value) {
   }
   if (key == "consumers.max_groups") return count_in(1, 1u << 16, &consumers.max_groups);
   if (key == "consumers.max_offsets") return count_in(1, 1u << 22, &consumers.max_offsets);
+  if (key == "consumers.wait_spin") {
+    return duration_in(0, 10'000'000, "must be between 0 and 10ms", &consumers.wait_spin_ns);
+  }
   if (key == "retention.max_age") {
     return duration_in(0, UINT64_MAX, "", &retention.max_age_ns);
   }
@@ -286,6 +290,10 @@ Status Config::Validate() const {
                            "ns: must be between 1ms and 1h");
   }
   if (sync.entries == 0) return Status::Invalid("config sync.entries must be > 0");
+  if (consumers.wait_spin_ns > 10'000'000) {
+    return Status::Invalid("config consumers.wait_spin=" + std::to_string(consumers.wait_spin_ns) +
+                           "ns: must be between 0 and 10ms");
+  }
   return ValidateRetention();
 }
 

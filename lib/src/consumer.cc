@@ -189,6 +189,29 @@ Status ConsumerImpl::Read(std::string_view pattern, size_t max, std::vector<Mess
 }
 
 void ConsumerImpl::WaitForData(const std::vector<Cursor*>& cursors, int64_t timeout_ns) {
+  const int64_t t0 = env::MonotonicNs();
+  if (!Spin(cursors, timeout_ns)) Sleep(cursors, timeout_ns);
+  const uint64_t max = ctx_->cfg.consumers.wait_spin_ns;
+  spin_ns_ = env::MonotonicNs() - t0 <= static_cast<int64_t>(max) ? max : spin_ns_ / 2;
+}
+
+// Polls the streams' published counts for up to spin_ns_ (and the timeout); true when one of
+// them has an entry this consumer has not read.
+bool ConsumerImpl::Spin(const std::vector<Cursor*>& cursors, int64_t timeout_ns) {
+  const int64_t spin = static_cast<int64_t>(spin_ns_);
+  const int64_t budget = timeout_ns < 0 ? spin : std::min(spin, timeout_ns);
+  if (budget <= 0) return false;
+  const int64_t until = env::MonotonicNs() + budget;
+  for (uint32_t i = 1;; i++) {
+    for (const Cursor* c : cursors) {
+      if (c->shard->Committed() > c->it.position()) return true;
+    }
+    __builtin_ia32_pause();
+    if (i % 64 == 0 && env::MonotonicNs() >= until) return false;
+  }
+}
+
+void ConsumerImpl::Sleep(const std::vector<Cursor*>& cursors, int64_t timeout_ns) {
   // Announce as a waiter on every stream (writers wake only announced futexes), then check
   // once more before sleeping: an append between the reads above and here is not slept through.
   std::vector<env::FutexWord> words;

@@ -96,7 +96,8 @@ class ConsumerImpl {
         control_(ctx_->control_owner),
         groups_(impl_->groups()),
         group_(group),
-        name_(std::move(name)) {}
+        name_(std::move(name)),
+        spin_ns_(ctx_->cfg.consumers.wait_spin_ns) {}
 
   const std::string& name() const { return name_; }
   Status Read(std::string_view pattern, size_t max, std::vector<Message>* out,
@@ -130,8 +131,11 @@ class ConsumerImpl {
   // Commits the cursor's acked front; true if the offset moved.
   bool Commit(Cursor* c);
   Status AfterCommit();
-  // Sleeps until an append to one of the cursors' streams, a new stream, or timeout_ns.
+  // Waits until an append to one of the cursors' streams, a new stream, or timeout_ns: spins
+  // first (consumers.wait_spin, adapted in spin_ns_), then sleeps on the futex words.
   void WaitForData(const std::vector<Cursor*>& cursors, int64_t timeout_ns);
+  bool Spin(const std::vector<Cursor*>& cursors, int64_t timeout_ns);
+  void Sleep(const std::vector<Cursor*>& cursors, int64_t timeout_ns);
   // The process loop's pieces (process.cc).
   struct Work;
   Result<std::vector<Cursor*>> Assigned(const ProcessOptions& opts);
@@ -144,6 +148,7 @@ class ConsumerImpl {
   const std::shared_ptr<GroupStore> groups_;
   const uint32_t group_;
   const std::string name_;
+  uint64_t spin_ns_;  // the next wait's spin budget (WaitForData)
   bool closed_ = false;
 
   std::unordered_map<uint64_t, std::unique_ptr<Cursor>> cursors_;  // by prefix_id << 32 | shard

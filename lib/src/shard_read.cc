@@ -131,7 +131,7 @@ Status Shard::ReadAt(const std::shared_ptr<Segment>& seg, uint64_t e, uint64_t* 
     out->timestamp_ns = static_cast<int64_t>(load64(p + rec::kTimestamp));
     out->stored_size = size;
     out->compressed = (sf & kFlagZstd) != 0;
-    out->segment_ = seg;
+    if (out->segment_ != seg) out->segment_ = seg;  // no reference-count traffic within one
     if (out->compressed) {
       Status st = Decompress(p + kRecordHeaderSize, size, kMaxStoredSize, &out->buffer_, where(o));
       if (!st.ok()) {
