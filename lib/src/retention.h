@@ -12,7 +12,9 @@
 // leaves dense numbering from a reported start, never a gap. Before a segment file goes, the
 // shard slot's retained_from is raised to the next segment's base so that live processes answer
 // NOT_FOUND for its entries at once; a pass finding retained_from above a remaining segment
-// (a crash between the two) completes that deletion first.
+// (a crash between the two) completes that deletion first. A writer that finishes a sealed
+// segment while a pass deletes it removes the index file it wrote once it sees retained_from
+// past the segment (Shard::FinishSealed), and the pass removes one written before that.
 #pragma once
 
 #include <cstdint>
