@@ -50,13 +50,7 @@ int LiveMembers(const std::string& dir) {
   int live = 0;
   for (const std::string& n : *names) {
     if (!n.ends_with(".lock")) continue;
-    Result<int> fd = env::OpenFile(env::Join(dir, "slots/" + n), O_RDONLY);
-    if (!fd.ok()) continue;
-    struct flock fl {};
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    if (fcntl(*fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK) live++;
-    env::Close(*fd);
+    if (env::OfdLockHeldAt(env::Join(dir, "slots/" + n), 0, 0)) live++;
   }
   return live;
 }
@@ -254,16 +248,10 @@ Status ControlRegion::WithAllocationLock(const std::function<Status()>& fn) {
     if (!fd.ok()) return fd.status();
     lock_fd_ = *fd;
   }
-  struct flock fl {};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_len = 1;
-  while (fcntl(lock_fd_, F_OFD_SETLKW, &fl) != 0) {
-    if (errno != EINTR) return Status::FromErrno(errno, "lock the tables of " + path_);
-  }
-  Status st = fn();
-  fl.l_type = F_UNLCK;
-  fcntl(lock_fd_, F_OFD_SETLK, &fl);
+  Status st = env::OfdLock(lock_fd_, env::LockType::kExclusive, 0, 1, true, path_);
+  if (!st.ok()) return st;
+  st = fn();
+  (void)env::OfdLock(lock_fd_, env::LockType::kUnlock, 0, 1, false, path_);
   return st;
 }
 

@@ -64,6 +64,10 @@ class Membership {
   std::vector<int> probe_fds_;  // one read-only fd per slot for F_OFD_GETLK probes
 };
 
+// DIR/slots/<slot>.lock: a member holds an OFD lock on its slot's file for its whole life, so
+// the kernel says at once whether a slot's holder is alive (env::OfdLockHeldAt).
+std::string SlotLockPath(const std::string& dir, uint32_t slot);
+
 // Clock ticks since boot at which `pid` started (/proc/<pid>/stat field 22); 0 if unknown.
 uint64_t ProcessStartTime(int pid);
 

@@ -87,7 +87,7 @@ void GroupStore::ForgetLockAfterFork() {
 }
 
 // REQUIRES: mu_ held.
-Status GroupStore::LockFile(uint64_t key, short type) {
+Status GroupStore::LockFile(uint64_t key, env::LockType type) {
   const std::string dir = env::Join(root_, kGroupsDir);
   if (!dir_made_) {
     if (Status st = env::MkdirAll(dir); !st.ok()) return st;
@@ -99,15 +99,7 @@ Status GroupStore::LockFile(uint64_t key, short type) {
     if (!fd.ok()) return fd.status();
     lock_fd_ = *fd;
   }
-  struct flock fl {};
-  fl.l_type = type;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = static_cast<off_t>(key);
-  fl.l_len = 1;
-  while (fcntl(lock_fd_, type == F_UNLCK ? F_OFD_SETLK : F_OFD_SETLKW, &fl) != 0) {
-    if (errno != EINTR) return Status::FromErrno(errno, "lock " + path);
-  }
-  return Status::Ok();
+  return env::OfdLock(lock_fd_, type, key, 1, true, path);
 }
 
 Status GroupStore::Load(std::vector<std::string>* problems) {
@@ -161,7 +153,7 @@ Status GroupStore::FlushGroup(uint32_t g, bool durable) {
     return Status::Ok();
   }
   std::lock_guard lk(mu_);
-  if (Status st = LockFile(slot->file_key, F_WRLCK); !st.ok()) return st;
+  if (Status st = LockFile(slot->file_key, env::LockType::kExclusive); !st.ok()) return st;
   Status st = [&]() -> Status {
     // Read seq before the offsets: the offsets written are at least as new as the seq recorded.
     GroupFile f;
@@ -182,7 +174,7 @@ Status GroupStore::FlushGroup(uint32_t g, bool durable) {
     if (w.ok()) slot->file_seq.store(f.seq, std::memory_order_release);
     return w;
   }();
-  (void)LockFile(slot->file_key, F_UNLCK);
+  (void)LockFile(slot->file_key, env::LockType::kUnlock);
   return st;
 }
 

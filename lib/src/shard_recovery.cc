@@ -48,11 +48,11 @@ Status Shard::LoadSegments(std::vector<std::shared_ptr<Segment>>* segs,
     Result<std::shared_ptr<Segment>> s =
         Segment::Open(path, rel, ctx_->cfg.index.interval, writable, base);
     if (!s.ok()) {
-      if (s.status().code() == Code::kVersion) return s.status();
       if (s.status().IsNotFound()) continue;  // deleted since listed (retention, recovery)
-      problems->push_back(s.status().message() + "; its entries are unreadable");
-      CountCorrupt(1);
-      continue;
+      // The system refused (damage is not an error here: Open returns the segment with its
+      // header_error). Going on without the file would renumber its entries and, for the last
+      // one, hand their numbers out again: the load fails instead, and changes nothing.
+      return s.status();
     }
     if (!(*s)->header_error().empty()) {
       segs->push_back(std::move(*s));  // its entries are counted and reported by the caller

@@ -6,9 +6,6 @@
 // stats` and the exporter can run as any user who can read the directory, next to live writers.
 #include "comet/stats.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cinttypes>
@@ -24,6 +21,7 @@
 #include "comet/stream.h"
 #include "control.h"
 #include "env.h"
+#include "membership.h"
 
 #include "text.h"
 
@@ -43,49 +41,18 @@ using text::Utf8SequenceLength;
 // One byte more than a prefix may have, so an overlong file is read as overlong, not cut valid.
 constexpr size_t kMaxPrefixFileBytes = format::kMaxPrefixLen + 1;
 
-// Reads at most kMaxPrefixFileBytes: a damaged or foreign PREFIX file must not make a reader
-// allocate without bound.
-std::string ReadBounded(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return {};
-  std::string out(kMaxPrefixFileBytes, '\0');
-  size_t got = 0;
-  while (got < out.size()) {
-    ssize_t n = ::read(fd, out.data() + got, out.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  out.resize(got);
-  return out;
-}
-
 // The prefix named by DIR/streams/<id>/PREFIX, or "?" when that file is missing or not a valid
 // prefix (the writer recovers it from a segment header on its next open; a reader must not).
 std::string PrefixName(const std::string& dir, uint32_t prefix_id) {
-  std::string text = ReadBounded(env::Join(dir, "streams/" + text::UpperHex(prefix_id, 8) + "/PREFIX"));
-  return ValidatePrefix(text).ok() ? text : "?";
+  Result<std::string> text = env::ReadFile(
+      env::Join(dir, "streams/" + text::UpperHex(prefix_id, 8) + "/PREFIX"), kMaxPrefixFileBytes);
+  return text.ok() && ValidatePrefix(*text).ok() ? *text : "?";
 }
 
-// A slot's holder keeps an OFD lock on DIR/slots/<slot>.lock for its whole life; the kernel drops
-// it at death, so a held lock means a live holder, whatever the slot bytes say. F_OFD_GETLK only
-// reports a conflicting lock: asking about a write lock conflicts with both shared and exclusive
-// holders, so liveness does not depend on which kind the holder takes. Linux accepts the question
-// on a read-only descriptor (only setting a write lock needs write access).
+// A slot's holder keeps an OFD lock on its slot file for its whole life (shm::SlotLockPath), so a
+// held lock means a live holder, whatever the slot bytes say.
 bool SlotLockHeld(const std::string& dir, uint32_t slot) {
-  char name[32];
-  std::snprintf(name, sizeof name, "slots/%04" PRIu32 ".lock", slot);
-  int fd = ::open(env::Join(dir, name).c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return false;
-  struct flock fl {};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = 0;
-  fl.l_len = 0;  // the whole file
-  bool held = ::fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
-  ::close(fd);
-  return held;
+  return env::OfdLockHeldAt(shm::SlotLockPath(dir, slot), 0, 0);
 }
 
 void AddOp(const format::OpMetrics& m, LatencyHistogram* h) {
