@@ -9,6 +9,7 @@
 
 #include "crc32c.h"
 #include "env.h"
+#include "text.h"
 
 namespace comet::shm {
 
@@ -37,10 +38,6 @@ uint64_t FreeFileKey(std::string_view name, Taken taken) {
   if (h == 0) h = 1;
   while (taken(h)) h = h % ((uint64_t{1} << 62) - 1) + 1;
   return h;
-}
-
-std::string VersionText(uint32_t v) {
-  return std::to_string(v >> 16) + "." + std::to_string(v & 0xFFFF);
 }
 
 // Processes holding a member lock on DIR/slots/*.lock (see membership.h).
@@ -143,18 +140,16 @@ Status ControlRegion::Validate() const {
     v = h->version.load(std::memory_order_acquire);
   }
   if (v == 0) return Status::Corrupt("control file " + path_ + " was never finished (version 0)");
+  const std::string ours =
+      text::VersionText(format::control_version(format::kControlMajor, format::kControlMinor));
   if ((v >> 16) != format::kControlMajor) {
-    return Status::Version("control file " + path_ + " has layout version " + VersionText(v) +
-                           "; this build uses " +
-                           VersionText(format::control_version(format::kControlMajor,
-                                                               format::kControlMinor)));
+    return Status::Version("control file " + path_ + " has layout version " +
+                           text::VersionText(v) + "; this build uses " + ours);
   }
   if ((v & 0xFFFF) < 1) {
     // Layout 1.0 has no consumer-group tables; everything in it can be rebuilt.
-    return Status::Corrupt("control file " + path_ + " has layout version " + VersionText(v) +
-                           ", older than this build's " +
-                           VersionText(format::control_version(format::kControlMajor,
-                                                               format::kControlMinor)));
+    return Status::Corrupt("control file " + path_ + " has layout version " +
+                           text::VersionText(v) + ", older than this build's " + ours);
   }
   if (h->header_crc != HeaderCrc(h)) {
     return Status::Corrupt("control file " + path_ + " header fails its CRC");

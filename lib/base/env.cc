@@ -155,7 +155,9 @@ namespace {
 void TakeParentOwner(int fd, const std::string& path) {
   if (geteuid() != 0) return;
   const size_t slash = path.rfind('/');
-  const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const std::string parent = slash == std::string::npos ? "."
+                             : slash == 0               ? "/"
+                                                        : path.substr(0, slash);
   struct stat dir, self;
   if (stat(parent.c_str(), &dir) != 0) return;
   const int got = fd >= 0 ? fstat(fd, &self) : lstat(path.c_str(), &self);
@@ -248,7 +250,8 @@ Status RemoveDir(const std::string& path) {
 }
 
 Status FsyncDir(const std::string& path) {
-  int fd = Sys(Call::kOpen, -1, [&] { return open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); });
+  int fd =
+      Sys(Call::kOpen, -1, [&] { return open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); });
   if (fd < 0) return Status::FromErrno(errno, "open directory " + path);
   int rc = Sys(Call::kFsync, -1, [&] { return fsync(fd); });
   int err = errno;
@@ -273,7 +276,8 @@ void Close(int fd) {
 
 Result<uint64_t> FileSize(int fd, const std::string& path) {
   struct stat st;
-  if (Sys(Call::kStat, -1, [&] { return fstat(fd, &st); }) != 0) return Status::FromErrno(errno, "fstat " + path);
+  if (Sys(Call::kStat, -1, [&] { return fstat(fd, &st); }) != 0)
+    return Status::FromErrno(errno, "fstat " + path);
   return static_cast<uint64_t>(st.st_size);
 }
 
@@ -288,7 +292,8 @@ Result<FileId> GetFileId(const std::string& path) {
 
 Result<uint64_t> FreeBytes(const std::string& path) {
   struct statvfs st;
-  if (Sys(Call::kStat, -1, [&] { return statvfs(path.c_str(), &st); }) != 0) return Status::FromErrno(errno, "statvfs " + path);
+  if (Sys(Call::kStat, -1, [&] { return statvfs(path.c_str(), &st); }) != 0)
+    return Status::FromErrno(errno, "statvfs " + path);
   return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
 }
 
@@ -362,7 +367,8 @@ Status WriteFile(const std::string& path, const void* data, size_t n, bool durab
   Result<int> fd = OpenFile(tmp, O_WRONLY | O_CREAT | O_TRUNC);
   if (!fd.ok()) return fd.status();
   Status st = PwriteFull(*fd, data, n, 0, tmp);
-  if (st.ok() && durable && SysDataSync(*fd) != 0) st = Status::FromErrno(errno, "fdatasync " + tmp);
+  if (st.ok() && durable && SysDataSync(*fd) != 0)
+    st = Status::FromErrno(errno, "fdatasync " + tmp);
   close(*fd);
   if (!st.ok()) {
     (void)Unlink(tmp);
@@ -409,7 +415,9 @@ struct flock Range(short type, uint64_t start, uint64_t len) {
 
 Status OfdLock(int fd, LockType type, uint64_t start, uint64_t len, bool wait,
                const std::string& path) {
-  const short t = type == LockType::kShared ? F_RDLCK : type == LockType::kExclusive ? F_WRLCK : F_UNLCK;
+  const short t = type == LockType::kShared      ? F_RDLCK
+                  : type == LockType::kExclusive ? F_WRLCK
+                                                 : F_UNLCK;
   struct flock fl = Range(t, start, len);
   const int cmd = wait && type != LockType::kUnlock ? F_OFD_SETLKW : F_OFD_SETLK;
   while (Sys(Call::kLock, -1, [&] { return fcntl(fd, cmd, &fl); }) != 0) {
@@ -481,7 +489,8 @@ Status PopulateWrite(char* base, uint64_t off, uint64_t len) {
   uint64_t start = off & ~(page - 1);
   uint64_t end = (off + len + page - 1) & ~(page - 1);
   if (end <= start) return Status::Ok();
-  if (Sys(Call::kAdvise, -1, [&] { return madvise(base + start, end - start, MADV_POPULATE_WRITE); }) != 0) {
+  if (Sys(Call::kAdvise, -1,
+          [&] { return madvise(base + start, end - start, MADV_POPULATE_WRITE); }) != 0) {
     return Status::FromErrno(errno, "madvise(MADV_POPULATE_WRITE)");
   }
   return Status::Ok();
@@ -491,7 +500,8 @@ Result<int> BpfObjGet(const std::string& path) {
   union bpf_attr attr;
   std::memset(&attr, 0, sizeof attr);
   attr.pathname = reinterpret_cast<uintptr_t>(path.c_str());
-  int fd = static_cast<int>(Sys(Call::kBpf, -1L, [&] { return syscall(SYS_bpf, BPF_OBJ_GET, &attr, sizeof attr); }));
+  int fd = static_cast<int>(
+      Sys(Call::kBpf, -1L, [&] { return syscall(SYS_bpf, BPF_OBJ_GET, &attr, sizeof attr); }));
   if (fd < 0) return Status::FromErrno(errno, "BPF_OBJ_GET " + path);
   return fd;
 }
@@ -504,7 +514,8 @@ Result<BpfMapInfo> GetBpfMapInfo(int fd, const std::string& path) {
   attr.info.bpf_fd = static_cast<uint32_t>(fd);
   attr.info.info_len = sizeof info;
   attr.info.info = reinterpret_cast<uintptr_t>(&info);
-  if (Sys(Call::kBpf, -1L, [&] { return syscall(SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &attr, sizeof attr); }) != 0) {
+  if (Sys(Call::kBpf, -1L,
+          [&] { return syscall(SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &attr, sizeof attr); }) != 0) {
     return Status::FromErrno(errno, "BPF_OBJ_GET_INFO_BY_FD " + path);
   }
   return BpfMapInfo{info.type, info.key_size, info.value_size, info.max_entries, info.map_flags};

@@ -269,7 +269,8 @@ Result<uint32_t> ClientImpl::RegisterPrefix(const std::string& prefix) {
   auto it = prefix_ids_.find(prefix);
   if (it != prefix_ids_.end()) return it->second;
   const std::string lock_path = env::Join(ctx_->root, kLockFile);
-  if (Status st = LockByte(lock_fd_, kRegistryByte, kExclusive, true, lock_path); !st.ok()) return st;
+  Status locked = LockByte(lock_fd_, kRegistryByte, kExclusive, true, lock_path);
+  if (!locked.ok()) return locked;
   Result<uint32_t> r = [&]() -> Result<uint32_t> {
     std::string streams = env::Join(ctx_->root, kStreamsDir);
     Result<std::vector<std::string>> names = env::ListDir(streams);

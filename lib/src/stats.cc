@@ -227,10 +227,6 @@ void SplitUtf8(std::string_view s, Valid emit_valid, Bad emit_bad) {
   }
 }
 
-std::string VersionText(uint32_t v) {
-  return std::to_string(v >> 16) + "." + std::to_string(v & 0xFFFF);
-}
-
 // Bucket i holds [2^i, 2^(i+1)) ns; its upper bound does not fit 64 bits for the last bucket.
 double BucketUpperNs(size_t i) { return std::ldexp(1.0, static_cast<int>(i) + 1); }
 
@@ -707,7 +703,7 @@ std::string FormatStatsJson(const DirectoryStats& s) {
   std::string out;
   JsonObject o(&out);
   o.Str("dir", s.dir);
-  o.Str("layout_version", VersionText(s.layout_version));
+  o.Str("layout_version", text::VersionText(s.layout_version));
   o.Num("max_processes", s.max_processes);
   o.Num("max_streams", s.max_streams);
   o.Key("counters");
@@ -761,10 +757,10 @@ std::string FormatStatsJson(const DirectoryStats& s) {
 std::string FormatStatsText(const DirectoryStats& s) {
   size_t live = 0;
   for (const ProcessInfo& p : s.processes) live += p.live ? 1 : 0;
-  std::string out = Format("%s: layout %s, %zu of %" PRIu32 " streams, %zu live of %" PRIu32
-                           " process slots\n",
-                           s.dir.c_str(), VersionText(s.layout_version).c_str(), s.streams.size(),
-                           s.max_streams, live, s.max_processes);
+  std::string out =
+      Format("%s: layout %s, %zu of %" PRIu32 " streams, %zu live of %" PRIu32 " process slots\n",
+             s.dir.c_str(), text::VersionText(s.layout_version).c_str(), s.streams.size(),
+             s.max_streams, live, s.max_processes);
   out += Format("counters: %" PRIu64 " rebuilds, %" PRIu64 " corrupt records, %" PRIu64
                 " torn tails, %" PRIu64 " gaps, %" PRIu64 " takeovers, %" PRIu64
                 " uncaptured lines\n",
