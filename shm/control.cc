@@ -227,8 +227,8 @@ ShardSlot* ControlRegion::Find(uint32_t prefix_id, uint32_t shard) const {
   uint32_t n = header_->shard_count.load(std::memory_order_acquire);
   for (uint32_t i = 0; i < n; i++) {
     ShardSlot* s = &shards_[i];
-    if (s->state.load(std::memory_order_acquire) == 1 && s->prefix_id == prefix_id &&
-        s->shard == shard) {
+    if (s->state.load(std::memory_order_acquire) == format::kSlotReady &&
+        s->prefix_id == prefix_id && s->shard == shard) {
       return s;
     }
   }
@@ -266,7 +266,7 @@ Result<ShardSlot*> ControlRegion::Acquire(uint32_t prefix_id, uint32_t shard) {
     std::memset(static_cast<void*>(found), 0, sizeof(ShardSlot));
     found->prefix_id = prefix_id;
     found->shard = shard;
-    found->state.store(1, std::memory_order_release);
+    found->state.store(format::kSlotReady, std::memory_order_release);
     header_->shard_count.store(n + 1, std::memory_order_release);
     env::FutexWake(&header_->shard_count, INT32_MAX);  // consumers waiting for new streams
     return Status::Ok();
@@ -279,8 +279,8 @@ int64_t ControlRegion::FindGroup(std::string_view name) const {
   uint32_t n = group_count();
   for (uint32_t i = 0; i < n; i++) {
     const GroupSlot& g = groups_[i];
-    if (g.state.load(std::memory_order_acquire) == 1 && g.name_len == name.size() &&
-        std::memcmp(g.name, name.data(), name.size()) == 0) {
+    if (g.state.load(std::memory_order_acquire) == format::kSlotReady &&
+        g.name_len == name.size() && std::memcmp(g.name, name.data(), name.size()) == 0) {
       return i;
     }
   }
@@ -313,7 +313,7 @@ Result<uint32_t> ControlRegion::AcquireGroup(std::string_view name, uint64_t fil
     g->name_len = static_cast<uint32_t>(name.size());
     std::memcpy(g->name, name.data(), name.size());
     g->file_key = file_key != 0 && !taken(file_key) ? file_key : FreeFileKey(name, taken);
-    g->state.store(1, std::memory_order_release);
+    g->state.store(format::kSlotReady, std::memory_order_release);
     header_->group_count.store(n + 1, std::memory_order_release);
     index = n;
     return Status::Ok();
@@ -328,7 +328,7 @@ OffsetSlot* ControlRegion::FindOffset(uint32_t group, uint32_t prefix_id, uint32
   uint32_t n = offset_count();
   for (uint32_t i = 0; i < n; i++) {
     OffsetSlot* o = &offsets_[i];
-    if (o->state.load(std::memory_order_acquire) == 1 && o->group == group &&
+    if (o->state.load(std::memory_order_acquire) == format::kSlotReady && o->group == group &&
         o->prefix_id == prefix_id && o->shard == shard) {
       return o;
     }
@@ -355,7 +355,7 @@ Result<OffsetSlot*> ControlRegion::AcquireOffset(uint32_t group, uint32_t prefix
     found->group = group;
     found->prefix_id = prefix_id;
     found->shard = shard;
-    found->state.store(1, std::memory_order_release);
+    found->state.store(format::kSlotReady, std::memory_order_release);
     header_->offset_count.store(n + 1, std::memory_order_release);
     return Status::Ok();
   });

@@ -65,7 +65,7 @@ Status Membership::Claim() {
     ps->start_time.store(ProcessStartTime(pid), std::memory_order_relaxed);
     ps->owned_shards.store(0, std::memory_order_relaxed);
     ps->epoch.store(epoch_, std::memory_order_release);
-    ps->state.store(1, std::memory_order_release);
+    ps->state.store(format::kProcessLive, std::memory_order_release);
     control_->header()->generation.fetch_add(1, std::memory_order_acq_rel);
     return Status::Ok();
   }
@@ -89,7 +89,9 @@ std::vector<uint32_t> Membership::LiveSlots() {
   std::vector<uint32_t> live;
   const uint32_t n = control_->max_processes();
   for (uint32_t i = 0; i < n; i++) {
-    if (control_->process(i)->state.load(std::memory_order_acquire) == 0) continue;
+    if (control_->process(i)->state.load(std::memory_order_acquire) == format::kProcessNeverUsed) {
+      continue;
+    }
     if (i == slot_ && lock_fd_ >= 0) {
       live.push_back(i);
     } else if (SlotLocked(i)) {
@@ -113,7 +115,7 @@ void Membership::Leave() {
   if (lock_fd_ < 0) return;
   format::ProcessSlot* ps = control_->process(slot_);
   ps->owned_shards.store(0, std::memory_order_relaxed);
-  ps->state.store(2, std::memory_order_release);
+  ps->state.store(format::kProcessClosed, std::memory_order_release);
   control_->header()->generation.fetch_add(1, std::memory_order_acq_rel);
   env::Close(lock_fd_);  // the kernel releases the OFD lock with its last descriptor
   lock_fd_ = -1;

@@ -31,7 +31,6 @@ class Membership {
   static Result<std::unique_ptr<Membership>> Join(const std::string& dir, ControlRegion* control);
 
   uint32_t slot() const { return slot_; }
-  uint64_t epoch() const { return epoch_; }
   // The lease word this process writes into ShardSlot::owner.
   uint64_t owner_word() const { return (uint64_t{slot_} + 1) << 32 | (epoch_ & 0xFFFFFFFF); }
 

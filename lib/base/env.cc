@@ -451,7 +451,7 @@ int ProcessId() { return getpid(); }
 // ---- mappings ----------------------------------------------------------------------------------
 
 Result<char*> Map(int fd, size_t len, bool writable, const std::string& path, bool huge) {
-  constexpr size_t kHuge = size_t{2} << 20;
+  constexpr size_t kHuge = kHugePageSize;
   int prot = PROT_READ | (writable ? PROT_WRITE : 0);
   char* at = nullptr;
   if (huge && len >= kHuge) {
@@ -459,7 +459,7 @@ Result<char*> Map(int fd, size_t len, bool writable, const std::string& path, bo
     void* r = mmap(nullptr, len + kHuge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (r != MAP_FAILED) {
       char* base = static_cast<char*>(r);
-      at = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(base) + kHuge - 1) & ~(kHuge - 1));
+      at = reinterpret_cast<char*>(AlignUp(reinterpret_cast<uintptr_t>(base), kHuge));
       if (at > base) munmap(base, size_t(at - base));
       munmap(at + len, size_t(base + len + kHuge - (at + len)));
     }
@@ -485,9 +485,8 @@ void DropMapped(char* base, uint64_t off, uint64_t len) {
 }
 
 Status PopulateWrite(char* base, uint64_t off, uint64_t len) {
-  const uint64_t page = 4096;
-  uint64_t start = off & ~(page - 1);
-  uint64_t end = (off + len + page - 1) & ~(page - 1);
+  const uint64_t start = AlignDown(off, kPageSize);
+  const uint64_t end = AlignUp(off + len, kPageSize);
   if (end <= start) return Status::Ok();
   if (Sys(Call::kAdvise, -1,
           [&] { return madvise(base + start, end - start, MADV_POPULATE_WRITE); }) != 0) {

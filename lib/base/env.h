@@ -19,6 +19,15 @@ int64_t MonotonicNs();    // CLOCK_MONOTONIC
 
 std::string Join(const std::string& a, const std::string& b);
 
+// The page size mappings are managed in (madvise ranges, pre-faulting, write-back steps); 2 MiB
+// for huge mappings.
+inline constexpr uint64_t kPageSize = 4096;
+inline constexpr uint64_t kHugePageSize = uint64_t{2} << 20;
+inline constexpr uint64_t AlignDown(uint64_t x, uint64_t page) { return x & ~(page - 1); }
+inline constexpr uint64_t AlignUp(uint64_t x, uint64_t page) {
+  return AlignDown(x + page - 1, page);
+}
+
 Status MkdirAll(const std::string& path);
 Result<bool> Exists(const std::string& path);
 // Names in a directory (no "." or ".."); NOT_FOUND if it does not exist.

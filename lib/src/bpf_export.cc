@@ -22,7 +22,7 @@ std::unique_ptr<ExportMap> ExportMap::Open(const std::string& pin_dir) {
   Result<env::BpfMapInfo> info = env::GetBpfMapInfo(*fd, path);
   if (info.ok() && info->type == BPF_MAP_TYPE_ARRAY && info->max_entries == 1 &&
       info->value_size == sizeof(comet_export) && (info->flags & BPF_F_MMAPABLE)) {
-    const size_t len = (sizeof(comet_export) + 4095) & ~size_t{4095};
+    const size_t len = env::AlignUp(sizeof(comet_export), env::kPageSize);
     Result<char*> p = env::Map(*fd, len, true, path);
     if (p.ok()) {
       auto* x = reinterpret_cast<comet_export*>(*p);

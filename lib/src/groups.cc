@@ -162,7 +162,7 @@ Status GroupStore::FlushGroup(uint32_t g, bool durable) {
     f.name.assign(slot->name, slot->name_len);
     for (uint32_t i = 0, n = control_->offset_count(); i < n; i++) {
       OffsetSlot* o = control_->offset(i);
-      if (o->state.load(std::memory_order_acquire) != 1 || o->group != g) continue;
+      if (o->state.load(std::memory_order_acquire) != format::kSlotReady || o->group != g) continue;
       f.records.push_back({o->prefix_id, o->shard, o->committed.load(std::memory_order_acquire),
                            o->skipped.load(std::memory_order_relaxed)});
     }
@@ -181,7 +181,7 @@ Status GroupStore::FlushGroup(uint32_t g, bool durable) {
 Status GroupStore::Flush(bool durable) {
   Status first;
   for (uint32_t g = 0, n = control_->group_count(); g < n; g++) {
-    if (control_->group(g)->state.load(std::memory_order_acquire) != 1) continue;
+    if (control_->group(g)->state.load(std::memory_order_acquire) != format::kSlotReady) continue;
     Status st = FlushGroup(g, durable);
     if (first.ok() && !st.ok()) first = st;
   }

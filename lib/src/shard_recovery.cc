@@ -278,8 +278,7 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
         next = s.base() + r.count;
         continue;
       }
-      (void)env::Truncate(s.fd(), r.end, s.path());
-      s.Seal(r.count, r.end);
+      s.SealAt(r.count, r.end);
     }
     next = s.base() + s.sealed_count();
   }
@@ -311,8 +310,7 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
                         std::to_string(pub.entry));
     if (writer) ctx_->control->header()->gaps.fetch_add(1);
     if (writer && active) {
-      (void)env::Truncate(active->fd(), write_off, active->path());
-      active->Seal(next - active->base(), write_off);
+      active->SealAt(next - active->base(), write_off);
       active.reset();
     }
     gaps.emplace_back(next, pub.entry);

@@ -70,7 +70,7 @@ void ReadProcesses(const shm::ControlRegion& r, const std::string& dir, Director
     for (uint32_t op = 0; op < kOpCount; op++) AddOp(m->ops[op], &s->ops[op]);
 
     const format::ProcessSlot* p = r.process(i);
-    if (p->state.load(std::memory_order_acquire) == 0) continue;  // never used
+    if (p->state.load(std::memory_order_acquire) == format::kProcessNeverUsed) continue;
     ProcessInfo info;
     info.slot = i;
     info.pid = p->pid.load(std::memory_order_relaxed);
@@ -120,14 +120,14 @@ void ReadRetention(const shm::ControlRegion& r, DirectoryStats* s) {
   std::vector<bool> ready(groups);
   for (uint32_t g = 0; g < groups; g++) {
     const format::GroupSlot* slot = r.group(g);
-    ready[g] = slot->state.load(std::memory_order_acquire) == 1;
+    ready[g] = slot->state.load(std::memory_order_acquire) == format::kSlotReady;
     by_slot[g].name.assign(slot->name, std::min<size_t>(slot->name_len, format::kMaxGroupName));
     by_slot[g].retention_lost = get(slot->retention_lost);
   }
   const uint32_t offsets = r.offset_count();
   for (uint32_t i = 0; i < offsets; i++) {
     const format::OffsetSlot* o = r.offset(i);
-    if (o->state.load(std::memory_order_acquire) == 1 && o->group < groups) {
+    if (o->state.load(std::memory_order_acquire) == format::kSlotReady && o->group < groups) {
       by_slot[o->group].skipped += get(o->skipped);
     }
   }
@@ -141,7 +141,7 @@ void ReadStreams(const shm::ControlRegion& r, const std::string& dir, DirectoryS
   const uint32_t n = r.shard_count();        // Validate checked it against max_shards
   for (uint32_t i = 0; i < n; i++) {
     const format::ShardSlot* slot = r.shard_at(i);
-    if (slot->state.load(std::memory_order_acquire) != 1) continue;
+    if (slot->state.load(std::memory_order_acquire) != format::kSlotReady) continue;
     auto [it, fresh] = prefixes.try_emplace(slot->prefix_id);
     if (fresh) it->second = PrefixName(dir, slot->prefix_id);
     s->streams.push_back(ReadShard(*slot, it->second));
@@ -176,9 +176,11 @@ void ReadGroups(const shm::ControlRegion& r, const std::string& dir, DirectorySt
   const uint32_t offsets = std::min(r.offset_count(), r.header()->max_offsets);
   for (uint32_t i = 0; i < offsets; i++) {
     const format::OffsetSlot* o = r.offset(i);
-    if (o->state.load(std::memory_order_acquire) != 1 || o->group >= groups) continue;
+    if (o->state.load(std::memory_order_acquire) != format::kSlotReady || o->group >= groups) {
+      continue;
+    }
     const format::GroupSlot* g = r.group(o->group);
-    if (g->state.load(std::memory_order_acquire) != 1) continue;
+    if (g->state.load(std::memory_order_acquire) != format::kSlotReady) continue;
     GroupStreamStats gs;
     gs.group.assign(g->name, std::min<size_t>(g->name_len, format::kMaxGroupName));
     gs.prefix_id = o->prefix_id;
