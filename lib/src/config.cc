@@ -271,7 +271,9 @@ constexpr uint64_t kMs = 1'000'000, kSec = 1'000'000'000;
   +[](const Config& c) -> const std::string& { return c.field; }, \
       +[](Config& c, std::string_view v) { c.field = std::string(v); }
 
-const ConfigKey kKeys[] = {
+// constexpr: constant-initialized, so Set and Validate work before dynamic initialization (the
+// preload shim reads its settings in a constructor).
+constexpr ConfigKey kKeys[] = {
     {"storage.max_segment_bytes", KeyKind::kSize, 4096, 4ull << 30, false, "",
      "rotate before a segment would exceed this (one larger entry gets its own segment)",
      NUMBER(storage.max_segment_bytes)},
