@@ -213,7 +213,7 @@ deps:
 	  env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	echo "  DEPS    done (apt's output: $(DEPS_LOG))"
 
-# Tests run one binary; COMET_TEST_BIN lets process tests re-execute the tools.
+# Tests run one binary; COMET_BIN names the comet tool the process tests run.
 test: deps
 	$(Q)$(MAKE) --no-print-directory -j$$(nproc) tests
 	$(Q)COMET_BIN=$(abspath $(BUILD)/bin/comet) $(BUILD)/bin/comet_tests $(GTEST_ARGS)

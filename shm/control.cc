@@ -9,6 +9,7 @@
 
 #include "crc32c.h"
 #include "env.h"
+#include "text.h"
 
 namespace comet::shm {
 
@@ -39,10 +40,6 @@ uint64_t FreeFileKey(std::string_view name, Taken taken) {
   return h;
 }
 
-std::string VersionText(uint32_t v) {
-  return std::to_string(v >> 16) + "." + std::to_string(v & 0xFFFF);
-}
-
 // Processes holding a member lock on DIR/slots/*.lock (see membership.h).
 int LiveMembers(const std::string& dir) {
   Result<std::vector<std::string>> names = env::ListDir(env::Join(dir, "slots"));
@@ -50,13 +47,7 @@ int LiveMembers(const std::string& dir) {
   int live = 0;
   for (const std::string& n : *names) {
     if (!n.ends_with(".lock")) continue;
-    Result<int> fd = env::OpenFile(env::Join(dir, "slots/" + n), O_RDONLY);
-    if (!fd.ok()) continue;
-    struct flock fl {};
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    if (fcntl(*fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK) live++;
-    env::Close(*fd);
+    if (env::OfdLockHeldAt(env::Join(dir, "slots/" + n), 0, 0)) live++;
   }
   return live;
 }
@@ -149,18 +140,16 @@ Status ControlRegion::Validate() const {
     v = h->version.load(std::memory_order_acquire);
   }
   if (v == 0) return Status::Corrupt("control file " + path_ + " was never finished (version 0)");
+  const std::string ours =
+      text::VersionText(format::control_version(format::kControlMajor, format::kControlMinor));
   if ((v >> 16) != format::kControlMajor) {
-    return Status::Version("control file " + path_ + " has layout version " + VersionText(v) +
-                           "; this build uses " +
-                           VersionText(format::control_version(format::kControlMajor,
-                                                               format::kControlMinor)));
+    return Status::Version("control file " + path_ + " has layout version " +
+                           text::VersionText(v) + "; this build uses " + ours);
   }
   if ((v & 0xFFFF) < 1) {
     // Layout 1.0 has no consumer-group tables; everything in it can be rebuilt.
-    return Status::Corrupt("control file " + path_ + " has layout version " + VersionText(v) +
-                           ", older than this build's " +
-                           VersionText(format::control_version(format::kControlMajor,
-                                                               format::kControlMinor)));
+    return Status::Corrupt("control file " + path_ + " has layout version " +
+                           text::VersionText(v) + ", older than this build's " + ours);
   }
   if (h->header_crc != HeaderCrc(h)) {
     return Status::Corrupt("control file " + path_ + " header fails its CRC");
@@ -238,8 +227,8 @@ ShardSlot* ControlRegion::Find(uint32_t prefix_id, uint32_t shard) const {
   uint32_t n = header_->shard_count.load(std::memory_order_acquire);
   for (uint32_t i = 0; i < n; i++) {
     ShardSlot* s = &shards_[i];
-    if (s->state.load(std::memory_order_acquire) == 1 && s->prefix_id == prefix_id &&
-        s->shard == shard) {
+    if (s->state.load(std::memory_order_acquire) == format::kSlotReady &&
+        s->prefix_id == prefix_id && s->shard == shard) {
       return s;
     }
   }
@@ -254,16 +243,10 @@ Status ControlRegion::WithAllocationLock(const std::function<Status()>& fn) {
     if (!fd.ok()) return fd.status();
     lock_fd_ = *fd;
   }
-  struct flock fl {};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_len = 1;
-  while (fcntl(lock_fd_, F_OFD_SETLKW, &fl) != 0) {
-    if (errno != EINTR) return Status::FromErrno(errno, "lock the tables of " + path_);
-  }
-  Status st = fn();
-  fl.l_type = F_UNLCK;
-  fcntl(lock_fd_, F_OFD_SETLK, &fl);
+  Status st = env::OfdLock(lock_fd_, env::LockType::kExclusive, 0, 1, true, path_);
+  if (!st.ok()) return st;
+  st = fn();
+  (void)env::OfdLock(lock_fd_, env::LockType::kUnlock, 0, 1, false, path_);
   return st;
 }
 
@@ -283,7 +266,7 @@ Result<ShardSlot*> ControlRegion::Acquire(uint32_t prefix_id, uint32_t shard) {
     std::memset(static_cast<void*>(found), 0, sizeof(ShardSlot));
     found->prefix_id = prefix_id;
     found->shard = shard;
-    found->state.store(1, std::memory_order_release);
+    found->state.store(format::kSlotReady, std::memory_order_release);
     header_->shard_count.store(n + 1, std::memory_order_release);
     env::FutexWake(&header_->shard_count, INT32_MAX);  // consumers waiting for new streams
     return Status::Ok();
@@ -296,8 +279,8 @@ int64_t ControlRegion::FindGroup(std::string_view name) const {
   uint32_t n = group_count();
   for (uint32_t i = 0; i < n; i++) {
     const GroupSlot& g = groups_[i];
-    if (g.state.load(std::memory_order_acquire) == 1 && g.name_len == name.size() &&
-        std::memcmp(g.name, name.data(), name.size()) == 0) {
+    if (g.state.load(std::memory_order_acquire) == format::kSlotReady &&
+        g.name_len == name.size() && std::memcmp(g.name, name.data(), name.size()) == 0) {
       return i;
     }
   }
@@ -330,7 +313,7 @@ Result<uint32_t> ControlRegion::AcquireGroup(std::string_view name, uint64_t fil
     g->name_len = static_cast<uint32_t>(name.size());
     std::memcpy(g->name, name.data(), name.size());
     g->file_key = file_key != 0 && !taken(file_key) ? file_key : FreeFileKey(name, taken);
-    g->state.store(1, std::memory_order_release);
+    g->state.store(format::kSlotReady, std::memory_order_release);
     header_->group_count.store(n + 1, std::memory_order_release);
     index = n;
     return Status::Ok();
@@ -345,7 +328,7 @@ OffsetSlot* ControlRegion::FindOffset(uint32_t group, uint32_t prefix_id, uint32
   uint32_t n = offset_count();
   for (uint32_t i = 0; i < n; i++) {
     OffsetSlot* o = &offsets_[i];
-    if (o->state.load(std::memory_order_acquire) == 1 && o->group == group &&
+    if (o->state.load(std::memory_order_acquire) == format::kSlotReady && o->group == group &&
         o->prefix_id == prefix_id && o->shard == shard) {
       return o;
     }
@@ -372,7 +355,7 @@ Result<OffsetSlot*> ControlRegion::AcquireOffset(uint32_t group, uint32_t prefix
     found->group = group;
     found->prefix_id = prefix_id;
     found->shard = shard;
-    found->state.store(1, std::memory_order_release);
+    found->state.store(format::kSlotReady, std::memory_order_release);
     header_->offset_count.store(n + 1, std::memory_order_release);
     return Status::Ok();
   });

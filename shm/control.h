@@ -4,7 +4,8 @@
 // it can be rebuilt from the segments, so a missing or damaged file is rebuilt by the writer.
 //
 // Thread safety: the region is shared memory; all mutable fields are atomics. Slot allocation
-// takes the registry spin lock in the header.
+// holds an OFD lock on the control file's first byte (WithAllocationLock), which the kernel
+// releases if its holder dies.
 #pragma once
 
 #include <functional>

@@ -1,7 +1,6 @@
 #include "membership.h"
 
 #include <fcntl.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -29,11 +28,13 @@ Membership::~Membership() {
   env::Close(lock_fd_);
 }
 
-std::string Membership::LockPath(uint32_t slot) const {
+std::string SlotLockPath(const std::string& dir, uint32_t slot) {
   char name[32];
   std::snprintf(name, sizeof name, "slots/%04u.lock", slot);
-  return env::Join(dir_, name);
+  return env::Join(dir, name);
 }
+
+std::string Membership::LockPath(uint32_t slot) const { return SlotLockPath(dir_, slot); }
 
 Result<std::unique_ptr<Membership>> Membership::Join(const std::string& dir,
                                                     ControlRegion* control) {
@@ -49,24 +50,22 @@ Status Membership::Claim() {
   for (uint32_t i = 0; i < n; i++) {
     Result<int> fd = env::OpenFile(LockPath(i), O_RDWR | O_CREAT);
     if (!fd.ok()) return fd.status();
-    struct flock fl {};
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    if (fcntl(*fd, F_OFD_SETLK, &fl) != 0) {
-      int err = errno;
+    Status locked = env::OfdLock(*fd, env::LockType::kExclusive, 0, 0, false, LockPath(i));
+    if (!locked.ok()) {
       env::Close(*fd);
-      if (err == EAGAIN || err == EACCES) continue;  // held by a live process
-      return Status::FromErrno(err, "lock " + LockPath(i));
+      if (locked.IsNotOwner()) continue;  // held by a live process
+      return locked;
     }
     format::ProcessSlot* ps = control_->process(i);
     slot_ = i;
     lock_fd_ = *fd;
     epoch_ = ps->epoch.load(std::memory_order_relaxed) + 1;
-    ps->pid.store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed);
-    ps->start_time.store(ProcessStartTime(getpid()), std::memory_order_relaxed);
+    const int pid = env::ProcessId();
+    ps->pid.store(static_cast<uint32_t>(pid), std::memory_order_relaxed);
+    ps->start_time.store(ProcessStartTime(pid), std::memory_order_relaxed);
     ps->owned_shards.store(0, std::memory_order_relaxed);
     ps->epoch.store(epoch_, std::memory_order_release);
-    ps->state.store(1, std::memory_order_release);
+    ps->state.store(format::kProcessLive, std::memory_order_release);
     control_->header()->generation.fetch_add(1, std::memory_order_acq_rel);
     return Status::Ok();
   }
@@ -83,18 +82,16 @@ bool Membership::SlotLocked(uint32_t slot) {
     if (!r.ok()) return false;  // never created: never held
     fd = *r;
   }
-  struct flock fl {};
-  fl.l_type = F_WRLCK;  // conflicts with a holder of either kind
-  fl.l_whence = SEEK_SET;
-  if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return false;
-  return fl.l_type != F_UNLCK;
+  return env::OfdLockHeld(fd, 0, 0);
 }
 
 std::vector<uint32_t> Membership::LiveSlots() {
   std::vector<uint32_t> live;
   const uint32_t n = control_->max_processes();
   for (uint32_t i = 0; i < n; i++) {
-    if (control_->process(i)->state.load(std::memory_order_acquire) == 0) continue;
+    if (control_->process(i)->state.load(std::memory_order_acquire) == format::kProcessNeverUsed) {
+      continue;
+    }
     if (i == slot_ && lock_fd_ >= 0) {
       live.push_back(i);
     } else if (SlotLocked(i)) {
@@ -118,7 +115,7 @@ void Membership::Leave() {
   if (lock_fd_ < 0) return;
   format::ProcessSlot* ps = control_->process(slot_);
   ps->owned_shards.store(0, std::memory_order_relaxed);
-  ps->state.store(2, std::memory_order_release);
+  ps->state.store(format::kProcessClosed, std::memory_order_release);
   control_->header()->generation.fetch_add(1, std::memory_order_acq_rel);
   env::Close(lock_fd_);  // the kernel releases the OFD lock with its last descriptor
   lock_fd_ = -1;

@@ -31,7 +31,6 @@ class Membership {
   static Result<std::unique_ptr<Membership>> Join(const std::string& dir, ControlRegion* control);
 
   uint32_t slot() const { return slot_; }
-  uint64_t epoch() const { return epoch_; }
   // The lease word this process writes into ShardSlot::owner.
   uint64_t owner_word() const { return (uint64_t{slot_} + 1) << 32 | (epoch_ & 0xFFFFFFFF); }
 
@@ -63,6 +62,10 @@ class Membership {
   std::mutex probe_mu_;
   std::vector<int> probe_fds_;  // one read-only fd per slot for F_OFD_GETLK probes
 };
+
+// DIR/slots/<slot>.lock: a member holds an OFD lock on its slot's file for its whole life, so
+// the kernel says at once whether a slot's holder is alive (env::OfdLockHeldAt).
+std::string SlotLockPath(const std::string& dir, uint32_t slot);
 
 // Clock ticks since boot at which `pid` started (/proc/<pid>/stat field 22); 0 if unknown.
 uint64_t ProcessStartTime(int pid);

@@ -66,8 +66,8 @@ bool ReadAll(int fd, void* p, size_t n) { return read(fd, p, n) == static_cast<s
     else if (s.IsNotOwner()) r.not_owner++;  // a shard moving between processes right now
     else r.failed++;
   }
-  r.p50_ns = latency.Percentile(0.50);
-  r.p99_ns = latency.Percentile(0.99);
+  r.p50_ns = static_cast<uint64_t>(latency.Percentile(50));
+  r.p99_ns = static_cast<uint64_t>(latency.Percentile(99));
   (void)client->Close();
   _exit(WriteAll(out, &r, sizeof r) ? 0 : 1);
 }
@@ -96,8 +96,8 @@ bool ReadAll(int fd, void* p, size_t n) { return read(fd, p, n) == static_cast<s
       }
     }
   }
-  r.p50_ns = wake.Percentile(0.50);
-  r.p99_ns = wake.Percentile(0.99);
+  r.p50_ns = static_cast<uint64_t>(wake.Percentile(50));
+  r.p99_ns = static_cast<uint64_t>(wake.Percentile(99));
   _exit(WriteAll(out, &r, sizeof r) ? 0 : 1);
 }
 

@@ -24,9 +24,9 @@ const char* SyncModeName(SyncMode m) {
 std::string LatencyLine(std::string_view label, const Histogram& h) {
   return Format("          %-14s %9s calls   p50 %-8s  p99 %-8s  p99.9 %-8s  max %s\n",
                 std::string(label).c_str(), Grouped(h.count()).c_str(),
-                HumanDuration(h.Percentile(0.50)).c_str(),
-                HumanDuration(h.Percentile(0.99)).c_str(),
-                HumanDuration(h.Percentile(0.999)).c_str(), HumanDuration(h.max()).c_str());
+                HumanDuration(h.Percentile(50)).c_str(),
+                HumanDuration(h.Percentile(99)).c_str(),
+                HumanDuration(h.Percentile(99.9)).c_str(), HumanDuration(h.max()).c_str());
 }
 
 void PrintAppend(const AppendReport& a) {

@@ -115,4 +115,8 @@ bool ParseUpperHex(std::string_view s, size_t width, uint64_t* out) {
   return true;
 }
 
+std::string VersionText(uint32_t v) {
+  return std::to_string(v >> 16) + "." + std::to_string(v & 0xFFFF);
+}
+
 }  // namespace comet::text

@@ -21,6 +21,9 @@ std::string UpperHex(uint64_t v, int width);
 // Parses exactly `width` upper-case hex digits (no more, no fewer); false otherwise.
 bool ParseUpperHex(std::string_view s, size_t width, uint64_t* out);
 
+// A layout version as "major.minor" (format::control_version packs major << 16 | minor).
+std::string VersionText(uint32_t v);
+
 // printf into a std::string.
 std::string Format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 

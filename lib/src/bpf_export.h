@@ -19,6 +19,7 @@ extern "C" {
 
 #include "comet/format.h"
 #include "comet/bpf_abi.h"
+#include "env.h"
 
 namespace comet::internal {
 
@@ -52,8 +53,7 @@ class ExportMap {
   ExportMap() = default;
   comet_export* map_ = nullptr;
   size_t len_ = 0;
-  dev_t dev_ = 0;
-  ino_t ino_ = 0;
+  env::FileId id_;
 };
 
 }  // namespace comet::internal

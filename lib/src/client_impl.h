@@ -32,9 +32,6 @@ inline constexpr off_t kModeByte = 0;      // single-mode writer: exclusive; mul
 inline constexpr off_t kSetupByte = 1;     // held while a process creates/attaches the control region
 inline constexpr off_t kRegistryByte = 2;  // held while a prefix is registered
 inline constexpr off_t kRetentionByte = 3;  // held while a retention pass runs
-// Takes (or, with F_UNLCK, releases) an OFD lock on one byte of fd. NOT_OWNER when a non-waiting
-// request conflicts.
-Status LockByte(int fd, off_t byte, short type, bool wait, const std::string& path);
 
 class ClientImpl;
 // Every open client, for the fork handlers (ownership.cc).

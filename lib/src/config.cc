@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "comet/format.h"
+#include "config_keys.h"
 
 namespace comet {
 namespace {
@@ -79,6 +80,7 @@ Result<uint64_t> ParseSize(std::string_view text) {
   static constexpr U kUnits[] = {{"", 1},           {"B", 1},
                                  {"KiB", 1ull << 10}, {"MiB", 1ull << 20},
                                  {"GiB", 1ull << 30}, {"TiB", 1ull << 40},
+                                 {"PiB", 1ull << 50},
                                  {"KB", 1000},        {"MB", 1000000},
                                  {"GB", 1000000000},  {"TB", 1000000000000ull}};
   for (const U& u : kUnits) {
@@ -91,7 +93,8 @@ Result<uint64_t> ParseSize(std::string_view text) {
     }
   }
   return Status::Invalid("size '" + std::string(text) +
-                         "' has an unknown unit (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)");
+                         "' has an unknown unit (use B, KiB, MiB, GiB, TiB, PiB, KB, MB, GB or "
+                         "TB)");
 }
 
 Config Config::Optimized(uint32_t shard_count, uint64_t memory_mb) {
@@ -127,172 +130,99 @@ Config Config::MultiProcess() {
 }
 
 const std::vector<std::string>& Config::Keys() {
-  static const std::vector<std::string> keys = {
-      "storage.max_segment_bytes", "storage.max_entry_bytes", "storage.prefault_bytes",
-      "storage.max_preallocated_bytes", "storage.max_streams",       "storage.huge_pages",      "sync.mode",
-      "sync.interval",
-      "sync.entries",              "compression.min_bytes",   "compression.level",
-      "index.interval",            "concurrency.mode",        "concurrency.max_processes",
-      "open.read_only",            "metrics.bpf_pin_dir",     "metrics.probe_sample",
-      "read.check_crc",            "consumers.max_groups",    "consumers.max_offsets",
-      "consumers.wait_spin",
-      "retention.max_age",         "retention.max_shard_bytes", "retention.max_total_bytes",
-      "retention.min_segments",    "retention.force_delete_after", "retention.min_free_bytes",
-      "retention.interval"};
+  static const std::vector<std::string> keys = [] {
+    std::vector<std::string> v;
+    for (const internal::ConfigKey& k : internal::ConfigKeys()) v.emplace_back(k.name);
+    return v;
+  }();
   return keys;
 }
 
+namespace {
+
+using internal::ConfigKey;
+using internal::KeyKind;
+
+// Parses a value of the key's kind into a number (bools 0/1, choices their index).
+Result<uint64_t> ParseNumber(const ConfigKey& k, std::string_view value) {
+  switch (k.kind) {
+    case KeyKind::kSize:
+    case KeyKind::kDuration: {
+      Result<uint64_t> r = k.kind == KeyKind::kSize ? ParseSize(value) : ParseDuration(value);
+      if (!r.ok()) return BadValue(k.name, value, r.status().message());
+      return r;
+    }
+    case KeyKind::kCount: return ParseCount(k.name, value);
+    case KeyKind::kBool: {
+      Result<bool> r = ParseBool(k.name, value);
+      if (!r.ok()) return r.status();
+      return uint64_t{*r};
+    }
+    case KeyKind::kChoice: {
+      uint64_t i = 0;
+      for (std::string_view rest = k.choices; !rest.empty(); i++) {
+        const size_t bar = rest.find('|');
+        if (rest.substr(0, bar) == value) return i;
+        rest = bar == std::string_view::npos ? std::string_view() : rest.substr(bar + 1);
+      }
+      std::string names(k.choices);
+      std::replace(names.begin(), names.end(), '|', ' ');
+      return BadValue(k.name, value, "expected one of: " + names);
+    }
+    case KeyKind::kPath: break;
+  }
+  return Status::Invalid("config " + std::string(k.name) + " is not a number");
+}
+
+bool InRange(const ConfigKey& k, uint64_t v) {
+  if (k.kind != KeyKind::kSize && k.kind != KeyKind::kCount && k.kind != KeyKind::kDuration) {
+    return true;  // parsed from a closed set
+  }
+  return (k.zero_off && v == 0) || (v >= k.lo && v <= k.hi);
+}
+
+// The range for a message: README's text without its backticks.
+std::string PlainRange(const ConfigKey& k) {
+  std::string r = internal::RangeText(k);
+  std::erase(r, '`');
+  return r;
+}
+
+Status CheckPath(const ConfigKey& k, std::string_view value) {
+  if (value.empty() || value[0] == '/') return Status::Ok();
+  return BadValue(k.name, value, "must be an absolute path, or empty to disable");
+}
+
+}  // namespace
+
 Status Config::Set(std::string_view key, std::string_view value) {
-  if (key == "storage.huge_pages") {
-    if (value == "auto") storage.huge_pages = HugePages::kAuto;
-    else if (value == "true") storage.huge_pages = HugePages::kOn;
-    else if (value == "false") storage.huge_pages = HugePages::kOff;
-    else return BadValue(key, value, "expected auto, true or false");
+  const ConfigKey* k = internal::FindConfigKey(key);
+  if (!k) {
+    std::string known;
+    for (const std::string& name : Keys()) known += (known.empty() ? "" : ", ") + name;
+    return Status::Invalid("unknown config key '" + std::string(key) + "' (known keys: " + known +
+                           ")");
+  }
+  if (k->kind == KeyKind::kPath) {
+    if (Status st = CheckPath(*k, value); !st.ok()) return st;
+    k->set_text(*this, value);
     return Status::Ok();
   }
-  auto size_in = [&](uint64_t lo, uint64_t hi, uint64_t* field) -> Status {
-    Result<uint64_t> r = ParseSize(value);
-    if (!r.ok()) return BadValue(key, value, r.status().message());
-    if (*r < lo || *r > hi) {
-      return BadValue(key, value,
-                      "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
-    }
-    *field = *r;
-    return Status::Ok();
-  };
-  auto count_in = [&](uint64_t lo, uint64_t hi, auto* field) -> Status {
-    Result<uint64_t> r = ParseCount(key, value);
-    if (!r.ok()) return r.status();
-    if (*r < lo || *r > hi) {
-      return BadValue(key, value,
-                      "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
-    }
-    *field = static_cast<std::remove_pointer_t<decltype(field)>>(*r);
-    return Status::Ok();
-  };
-  if (key == "storage.max_segment_bytes") return size_in(4096, 4ull << 30, &storage.max_segment_bytes);
-  if (key == "storage.max_entry_bytes") return size_in(0, format::kMaxStoredSize, &storage.max_entry_bytes);
-  if (key == "storage.prefault_bytes") return size_in(0, 1ull << 30, &storage.prefault_bytes);
-  if (key == "storage.max_preallocated_bytes") {
-    return size_in(0, 1ull << 50, &storage.max_preallocated_bytes);
-  }
-  if (key == "storage.max_streams") return count_in(1, 1u << 20, &storage.max_streams);
-  if (key == "sync.mode") {
-    if (value == "none") sync.mode = SyncMode::kNone;
-    else if (value == "interval") sync.mode = SyncMode::kInterval;
-    else if (value == "always") sync.mode = SyncMode::kAlways;
-    else return BadValue(key, value, "expected none, interval or always");
-    return Status::Ok();
-  }
-  auto duration_in = [&](uint64_t lo, uint64_t hi, std::string_view range,
-                         uint64_t* field) -> Status {
-    Result<uint64_t> r = ParseDuration(value);
-    if (!r.ok()) return BadValue(key, value, r.status().message());
-    if (*r < lo || *r > hi) return BadValue(key, value, range);
-    *field = *r;
-    return Status::Ok();
-  };
-  if (key == "sync.interval") {
-    return duration_in(1'000'000, 3600'000'000'000ull, "must be between 1ms and 1h",
-                       &sync.interval_ns);
-  }
-  if (key == "sync.entries") return count_in(1, 1ull << 40, &sync.entries);
-  if (key == "compression.min_bytes") return size_in(0, format::kMaxStoredSize, &compression.min_bytes);
-  if (key == "compression.level") return count_in(1, 19, &compression.level);
-  if (key == "index.interval") return count_in(1, 1u << 16, &index.interval);
-  if (key == "concurrency.mode") {
-    if (value == "single") concurrency.mode = ConcurrencyMode::kSingle;
-    else if (value == "multi") concurrency.mode = ConcurrencyMode::kMulti;
-    else return BadValue(key, value, "expected single or multi");
-    return Status::Ok();
-  }
-  if (key == "concurrency.max_processes") return count_in(1, 4096, &concurrency.max_processes);
-  if (key == "open.read_only") {
-    Result<bool> r = ParseBool(key, value);
-    if (!r.ok()) return r.status();
-    open.read_only = *r;
-    return Status::Ok();
-  }
-  if (key == "metrics.probe_sample") return count_in(1, 65536, &metrics.probe_sample);
-  if (key == "metrics.bpf_pin_dir") {
-    if (!value.empty() && value[0] != '/') {
-      return BadValue(key, value, "must be an absolute path, or empty to disable");
-    }
-    metrics.bpf_pin_dir = std::string(value);
-    return Status::Ok();
-  }
-  if (key == "consumers.max_groups") return count_in(1, 1u << 16, &consumers.max_groups);
-  if (key == "consumers.max_offsets") return count_in(1, 1u << 22, &consumers.max_offsets);
-  if (key == "consumers.wait_spin") {
-    return duration_in(0, 10'000'000, "must be between 0 and 10ms", &consumers.wait_spin_ns);
-  }
-  if (key == "retention.max_age") {
-    return duration_in(0, UINT64_MAX, "", &retention.max_age_ns);
-  }
-  if (key == "retention.force_delete_after") {
-    return duration_in(0, UINT64_MAX, "", &retention.force_delete_after_ns);
-  }
-  if (key == "retention.interval") {
-    Result<uint64_t> r = ParseDuration(value);
-    if (!r.ok()) return BadValue(key, value, r.status().message());
-    if (*r != 0 && (*r < 1'000'000 || *r > 86400'000'000'000ull)) {
-      return BadValue(key, value, "must be 0 (no background pass) or between 1ms and 1d");
-    }
-    retention.interval_ns = *r;
-    return Status::Ok();
-  }
-  if (key == "retention.max_shard_bytes") return size_in(0, UINT64_MAX, &retention.max_shard_bytes);
-  if (key == "retention.max_total_bytes") return size_in(0, UINT64_MAX, &retention.max_total_bytes);
-  if (key == "retention.min_free_bytes") return size_in(0, UINT64_MAX, &retention.min_free_bytes);
-  if (key == "retention.min_segments") return count_in(1, 1u << 20, &retention.min_segments);
-  if (key == "read.check_crc") {
-    Result<bool> r = ParseBool(key, value);
-    if (!r.ok()) return r.status();
-    read.check_crc = *r;
-    return Status::Ok();
-  }
-  std::string known;
-  for (const std::string& k : Keys()) known += (known.empty() ? "" : ", ") + k;
-  return Status::Invalid("unknown config key '" + std::string(key) + "' (known keys: " + known + ")");
+  Result<uint64_t> v = ParseNumber(*k, value);
+  if (!v.ok()) return v.status();
+  if (!InRange(*k, *v)) return BadValue(key, value, "must be " + PlainRange(*k));
+  k->set(*this, *v);
+  return Status::Ok();
 }
 
 Status Config::Validate() const {
-  if (storage.max_segment_bytes < 4096 || storage.max_segment_bytes > (4ull << 30)) {
-    return Status::Invalid("config storage.max_segment_bytes=" +
-                           std::to_string(storage.max_segment_bytes) +
-                           ": must be between 4096 and 4GiB");
-  }
-  if (storage.max_entry_bytes > format::kMaxStoredSize) {
-    return Status::Invalid("config storage.max_entry_bytes=" +
-                           std::to_string(storage.max_entry_bytes) + ": the limit is " +
-                           std::to_string(format::kMaxStoredSize));
-  }
-  if (storage.max_streams == 0) return Status::Invalid("config storage.max_streams must be > 0");
-  if (index.interval == 0) return Status::Invalid("config index.interval must be > 0");
-  if (consumers.max_groups == 0 || consumers.max_offsets == 0) {
-    return Status::Invalid("config consumers.max_groups and consumers.max_offsets must be > 0");
-  }
-  if (concurrency.max_processes == 0 || concurrency.max_processes > 4096) {
-    return Status::Invalid("config concurrency.max_processes=" +
-                           std::to_string(concurrency.max_processes) + ": must be between 1 and 4096");
-  }
-  if (compression.level < 1 || compression.level > 19) {
-    return Status::Invalid("config compression.level=" + std::to_string(compression.level) +
-                           ": must be between 1 and 19");
-  }
-  if (storage.max_preallocated_bytes > (1ull << 50)) {
-    return Status::Invalid("config storage.max_preallocated_bytes=" +
-                           std::to_string(storage.max_preallocated_bytes) +
-                           ": must be at most 1PiB");
-  }
-  if (sync.interval_ns < 1'000'000 || sync.interval_ns > 3600'000'000'000ull) {
-    return Status::Invalid("config sync.interval=" + std::to_string(sync.interval_ns) +
-                           "ns: must be between 1ms and 1h");
-  }
-  if (sync.entries == 0) return Status::Invalid("config sync.entries must be > 0");
-  if (consumers.wait_spin_ns > 10'000'000) {
-    return Status::Invalid("config consumers.wait_spin=" + std::to_string(consumers.wait_spin_ns) +
-                           "ns: must be between 0 and 10ms");
+  for (const ConfigKey& k : internal::ConfigKeys()) {
+    const std::string shown = internal::ShowValue(k, *this);
+    if (k.kind == KeyKind::kPath) {
+      if (Status st = CheckPath(k, shown); !st.ok()) return st;
+    } else if (!InRange(k, k.get(*this))) {
+      return BadValue(k.name, shown, "must be " + PlainRange(k));
+    }
   }
   return ValidateRetention();
 }
@@ -329,4 +259,189 @@ Status Config::ValidateRetention() const {
   return Status::Ok();
 }
 
+namespace internal {
+namespace {
+
+constexpr uint64_t kMs = 1'000'000, kSec = 1'000'000'000;
+
+#define NUMBER(field)                                                                    \
+  +[](const Config& c) { return static_cast<uint64_t>(c.field); },                       \
+      +[](Config& c, uint64_t v) { c.field = static_cast<std::decay_t<decltype(c.field)>>(v); }
+#define TEXT(field)                                          \
+  +[](const Config& c) -> const std::string& { return c.field; }, \
+      +[](Config& c, std::string_view v) { c.field = std::string(v); }
+
+// constexpr: constant-initialized, so Set and Validate work before dynamic initialization (the
+// preload shim reads its settings in a constructor).
+constexpr ConfigKey kKeys[] = {
+    {"storage.max_segment_bytes", KeyKind::kSize, 4096, 4ull << 30, false, "",
+     "rotate before a segment would exceed this (one larger entry gets its own segment)",
+     NUMBER(storage.max_segment_bytes)},
+    {"storage.max_entry_bytes", KeyKind::kSize, 0, format::kMaxStoredSize, false, "",
+     "larger entries fail with `COMET_ERR_TOO_LARGE` (1 GiB − 1 at most)",
+     NUMBER(storage.max_entry_bytes)},
+    {"storage.prefault_bytes", KeyKind::kSize, 0, 1ull << 30, false, "",
+     "how far ahead of the writer pages are pre-faulted, at least (the window grows to 50 ms at "
+     "the writer's measured pace); `0` disables pre-faulting",
+     NUMBER(storage.prefault_bytes)},
+    {"storage.max_preallocated_bytes", KeyKind::kSize, 0, 1ull << 50, false, "",
+     "disk one writing client reserves ahead of its writers in all (active segments' room, taken "
+     "when a stream is first appended to, and spares); past it a stream's next segment is just "
+     "big enough for what it holds (at least 64 KiB) and no spare is made",
+     NUMBER(storage.max_preallocated_bytes)},
+    {"storage.huge_pages", KeyKind::kChoice, 0, UINT64_MAX, false, "auto|true|false",
+     "map segments on 2 MiB boundaries with `MADV_HUGEPAGE` so that the page cache's 2 MiB folios "
+     "take one mapping entry each (`auto`: only with `sync.mode=none`, because a sync then writes "
+     "back whole 2 MiB folios)",
+     NUMBER(storage.huge_pages)},
+    {"storage.max_streams", KeyKind::kCount, 1, 1u << 20, false, "",
+     "streams one directory can hold (control-region table size)",
+     NUMBER(storage.max_streams)},
+    {"sync.mode", KeyKind::kChoice, 0, UINT64_MAX, false, "none|interval|always",
+     "see Guarantees",
+     NUMBER(sync.mode)},
+    {"sync.interval", KeyKind::kDuration, kMs, 3600 * kSec, false, "",
+     "background group commit period",
+     NUMBER(sync.interval_ns)},
+    {"sync.entries", KeyKind::kCount, 1, 1ull << 40, false, "",
+     "… or after this many entries per shard",
+     NUMBER(sync.entries)},
+    {"compression.min_bytes", KeyKind::kSize, 0, format::kMaxStoredSize, false, "",
+     "zstd-compress entries at least this big (`0`: never)",
+     NUMBER(compression.min_bytes)},
+    {"compression.level", KeyKind::kCount, 1, 19, false, "",
+     "zstd level",
+     NUMBER(compression.level)},
+    {"index.interval", KeyKind::kCount, 1, 1u << 16, false, "",
+     "one sparse-index node per this many entries",
+     NUMBER(index.interval)},
+    {"concurrency.mode", KeyKind::kChoice, 0, UINT64_MAX, false, "single|multi",
+     "`single`: one writer process; `multi`: many processes share the directory",
+     NUMBER(concurrency.mode)},
+    {"concurrency.max_processes", KeyKind::kCount, 1, 4096, false, "",
+     "member slots (fixed when the control file is created)",
+     NUMBER(concurrency.max_processes)},
+    {"open.read_only", KeyKind::kBool, 0, UINT64_MAX, false, "",
+     "read a directory another process writes; no claim, no recovery",
+     NUMBER(open.read_only)},
+    {"metrics.bpf_pin_dir", KeyKind::kPath, 0, UINT64_MAX, false, "",
+     "where to look for the pinned export map of `comet probe`; empty disables",
+     nullptr, nullptr, TEXT(metrics.bpf_pin_dir)},
+    {"metrics.probe_sample", KeyKind::kCount, 1, 65536, false, "",
+     "while a USDT consumer is attached, the append and read probes fire on one call in N",
+     NUMBER(metrics.probe_sample)},
+    {"consumers.max_groups", KeyKind::kCount, 1, 1u << 16, false, "",
+     "consumer groups one directory can hold (control-region table, fixed at creation)",
+     NUMBER(consumers.max_groups)},
+    {"consumers.max_offsets", KeyKind::kCount, 1, 1u << 22, false, "",
+     "(group, stream) offsets one directory can hold (fixed at creation)",
+     NUMBER(consumers.max_offsets)},
+    {"consumers.wait_spin", KeyKind::kDuration, 0, 10 * kMs, false, "",
+     "how long a consumer with nothing to read polls before it sleeps on the futex (see "
+     "\"Consumers\"): CPU for latency",
+     NUMBER(consumers.wait_spin_ns)},
+    {"retention.max_age", KeyKind::kDuration, 0, UINT64_MAX, false, "",
+     "delete sealed segments whose entries are all older, e.g. `7d` (`0`: no age limit); see "
+     "\"Retention\"",
+     NUMBER(retention.max_age_ns)},
+    {"retention.max_shard_bytes", KeyKind::kSize, 0, UINT64_MAX, false, "",
+     "a shard's segment files, at most (`0`: no limit; else at least `storage.max_segment_bytes`)",
+     NUMBER(retention.max_shard_bytes)},
+    {"retention.max_total_bytes", KeyKind::kSize, 0, UINT64_MAX, false, "",
+     "every shard's segment files together, at most (`0`: no limit; else at least "
+     "`storage.max_segment_bytes`)",
+     NUMBER(retention.max_total_bytes)},
+    {"retention.min_segments", KeyKind::kCount, 1, 1u << 20, false, "",
+     "segments always kept per shard, the active one included",
+     NUMBER(retention.min_segments)},
+    {"retention.force_delete_after", KeyKind::kDuration, 0, UINT64_MAX, false, "",
+     "entries a consumer group has not consumed are kept past `max_age` until this old (`0`: "
+     "until a size budget or the free-disk floor needs them); at least `max_age`",
+     NUMBER(retention.force_delete_after_ns)},
+    {"retention.min_free_bytes", KeyKind::kSize, 0, UINT64_MAX, false, "",
+     "delete the oldest segments while the file system has less free space (`0`: no floor)",
+     NUMBER(retention.min_free_bytes)},
+    {"retention.interval", KeyKind::kDuration, kMs, 24 * 3600 * kSec, true, "",
+     "how often the background pass runs (`0`: never in the background, only `RunRetention` / "
+     "`comet retention`)",
+     NUMBER(retention.interval_ns)},
+    {"read.check_crc", KeyKind::kBool, 0, UINT64_MAX, false, "",
+     "check the CRC of every record a read returns; `false` checks each segment once, in full, "
+     "then trusts the page cache (damage made later is returned as data)",
+     NUMBER(read.check_crc)},
+};
+
+#undef NUMBER
+#undef TEXT
+
+// v with the largest unit that divides it exactly ("64MiB", "1m"), or bare.
+std::string WithUnit(uint64_t v, std::span<const std::pair<const char*, uint64_t>> units) {
+  for (const auto& [name, size] : units) {
+    if (v != 0 && v % size == 0) return std::to_string(v / size) + name;
+  }
+  return std::to_string(v);
+}
+
+std::string ShowNumber(KeyKind kind, uint64_t v) {
+  static constexpr std::pair<const char*, uint64_t> kSizes[] = {
+      {"PiB", 1ull << 50}, {"TiB", 1ull << 40}, {"GiB", 1ull << 30}, {"MiB", 1ull << 20},
+      {"KiB", 1ull << 10}};
+  static constexpr std::pair<const char*, uint64_t> kDurations[] = {
+      {"d", 86400 * kSec}, {"h", 3600 * kSec}, {"m", 60 * kSec}, {"s", kSec},
+      {"ms", kMs},         {"us", 1000},       {"ns", 1}};
+  if (kind == KeyKind::kSize) return WithUnit(v, kSizes);
+  if (kind == KeyKind::kDuration) return v == 0 ? "0" : WithUnit(v, kDurations);
+  return std::to_string(v);
+}
+
+// `a`, `b`, `c` from "a|b|c".
+std::string ListChoices(std::string_view choices) {
+  std::string out;
+  while (!choices.empty()) {
+    const size_t bar = choices.find('|');
+    out += (out.empty() ? "`" : ", `") + std::string(choices.substr(0, bar)) + "`";
+    choices = bar == std::string_view::npos ? std::string_view() : choices.substr(bar + 1);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::span<const ConfigKey> ConfigKeys() { return kKeys; }
+
+const ConfigKey* FindConfigKey(std::string_view name) {
+  for (const ConfigKey& k : kKeys) {
+    if (k.name == name) return &k;
+  }
+  return nullptr;
+}
+
+std::string ShowValue(const ConfigKey& k, const Config& c) {
+  switch (k.kind) {
+    case KeyKind::kBool: return k.get(c) ? "true" : "false";
+    case KeyKind::kChoice: {
+      std::string_view rest = k.choices;
+      for (uint64_t i = k.get(c); i > 0 && rest.find('|') != std::string_view::npos; i--) {
+        rest = rest.substr(rest.find('|') + 1);
+      }
+      return std::string(rest.substr(0, rest.find('|')));
+    }
+    case KeyKind::kPath: return k.get_text(c);
+    default: return ShowNumber(k.kind, k.get(c));
+  }
+}
+
+std::string RangeText(const ConfigKey& k) {
+  switch (k.kind) {
+    case KeyKind::kBool: return "`true`, `false`";
+    case KeyKind::kChoice: return ListChoices(k.choices);
+    case KeyKind::kPath: return "an absolute path, or empty";
+    default: break;
+  }
+  if (k.lo == 0 && k.hi == UINT64_MAX) return "any";
+  std::string range = ShowNumber(k.kind, k.lo) + "–" + ShowNumber(k.kind, k.hi);
+  return k.zero_off ? "`0`, or " + range : range;
+}
+
+}  // namespace internal
 }  // namespace comet

@@ -2,7 +2,6 @@
 // registry, streams, background threads, and closing.
 #include <pthread.h>
 #include <signal.h>
-#include <unistd.h>
 
 #include <algorithm>
 
@@ -28,24 +27,20 @@ bool ParseHex(const std::string& s, size_t width, uint32_t* out) {
 void RemoveRegistration(const std::string& tmp_dir) {
   (void)env::Unlink(env::Join(tmp_dir, kPrefixFile));
   (void)env::Unlink(env::Join(tmp_dir, std::string(kPrefixFile) + ".tmp"));
-  rmdir(tmp_dir.c_str());
+  (void)env::RemoveDir(tmp_dir);
 }
+
+// Takes, or releases, the OFD lock on one byte of comet.lock. NOT_OWNER when a non-waiting
+// request conflicts.
+Status LockByte(int fd, uint64_t byte, env::LockType type, bool wait, const std::string& path) {
+  return env::OfdLock(fd, type, byte, 1, wait, path);
+}
+
+constexpr env::LockType kShared = env::LockType::kShared;
+constexpr env::LockType kExclusive = env::LockType::kExclusive;
+constexpr env::LockType kUnlock = env::LockType::kUnlock;
 
 }  // namespace
-
-Status LockByte(int fd, off_t byte, short type, bool wait, const std::string& path) {
-  struct flock fl {};
-  fl.l_type = type;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = byte;
-  fl.l_len = 1;
-  while (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) != 0) {
-    if (errno == EINTR && wait) continue;
-    if (errno == EAGAIN || errno == EACCES) return Status::NotOwner("locked");
-    return Status::FromErrno(errno, "lock " + path);
-  }
-  return Status::Ok();
-}
 
 // Takes the directory: a single-mode writer holds kModeByte exclusively (and writes its pid
 // into the file for error messages); multi-mode processes hold it shared.
@@ -53,7 +48,7 @@ Status ClientImpl::ClaimDirectory() {
   std::string path = env::Join(ctx_->root, kLockFile);
   Result<int> fd = env::OpenFile(path, O_RDWR | O_CREAT);
   if (!fd.ok()) return fd.status();
-  Status st = LockByte(*fd, kModeByte, multi_ ? F_RDLCK : F_WRLCK, false, path);
+  Status st = LockByte(*fd, kModeByte, multi_ ? kShared : kExclusive, false, path);
   if (!st.ok()) {
     std::string holder;
     Result<std::string> text = env::ReadFile(path);
@@ -72,10 +67,9 @@ Status ClientImpl::ClaimDirectory() {
   }
   lock_fd_ = *fd;
   if (!multi_) {
-    std::string pid = std::to_string(getpid()) + "\n";
-    if (ftruncate(lock_fd_, 0) != 0 || pwrite(lock_fd_, pid.data(), pid.size(), 0) < 0) {
-      return Status::FromErrno(errno, "write " + path);
-    }
+    std::string pid = std::to_string(env::ProcessId()) + "\n";
+    if (Status st = env::Truncate(lock_fd_, 0, path); !st.ok()) return st;
+    if (Status st = env::PwriteFull(lock_fd_, pid.data(), pid.size(), 0, path); !st.ok()) return st;
   }
   return Status::Ok();
 }
@@ -83,16 +77,7 @@ Status ClientImpl::ClaimDirectory() {
 // Whether a writer holds the directory (single mode) or a process is a member (multi mode):
 // their OFD lock on comet.lock says so exactly.
 bool ClientImpl::WriterLive() const {
-  Result<int> fd = env::OpenFile(env::Join(ctx_->root, kLockFile), O_RDONLY);
-  if (!fd.ok()) return false;
-  struct flock fl {};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = kModeByte;
-  fl.l_len = 1;
-  const bool live = fcntl(*fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
-  env::Close(*fd);
-  return live;
+  return env::OfdLockHeldAt(env::Join(ctx_->root, kLockFile), kModeByte, 1);
 }
 
 Status ClientImpl::Open() {
@@ -119,7 +104,7 @@ Status ClientImpl::Open() {
   if (Status st = ClaimDirectory(); !st.ok()) return st;
   const std::string lock_path = env::Join(ctx_->root, kLockFile);
   // Creating or rebuilding the control region, and joining, happen one process at a time.
-  if (Status st = LockByte(lock_fd_, kSetupByte, F_WRLCK, true, lock_path); !st.ok()) return st;
+  if (Status st = LockByte(lock_fd_, kSetupByte, kExclusive, true, lock_path); !st.ok()) return st;
   Status st = [&]() -> Status {
     RemoveCrashLeftovers();
     std::string note;
@@ -144,7 +129,7 @@ Status ClientImpl::Open() {
     ctx_->metrics.store(control_->metrics(membership_->slot()));
     return env::MkdirAll(env::Join(ctx_->root, kStreamsDir));
   }();
-  (void)LockByte(lock_fd_, kSetupByte, F_UNLCK, false, lock_path);
+  (void)LockByte(lock_fd_, kSetupByte, kUnlock, false, lock_path);
   if (!st.ok()) return st;
   if (Status ls = LoadPrefixes(); !ls.ok()) return ls;
   if (multi_) {
@@ -284,7 +269,8 @@ Result<uint32_t> ClientImpl::RegisterPrefix(const std::string& prefix) {
   auto it = prefix_ids_.find(prefix);
   if (it != prefix_ids_.end()) return it->second;
   const std::string lock_path = env::Join(ctx_->root, kLockFile);
-  if (Status st = LockByte(lock_fd_, kRegistryByte, F_WRLCK, true, lock_path); !st.ok()) return st;
+  Status locked = LockByte(lock_fd_, kRegistryByte, kExclusive, true, lock_path);
+  if (!locked.ok()) return locked;
   Result<uint32_t> r = [&]() -> Result<uint32_t> {
     std::string streams = env::Join(ctx_->root, kStreamsDir);
     Result<std::vector<std::string>> names = env::ListDir(streams);
@@ -300,23 +286,22 @@ Result<uint32_t> ClientImpl::RegisterPrefix(const std::string& prefix) {
         RemoveRegistration(env::Join(streams, n));
       }
     }
-    std::string tmp = env::Join(streams, ".new-" + std::to_string(getpid()));
+    std::string tmp = env::Join(streams, ".new-" + std::to_string(env::ProcessId()));
     if (Status st = env::MkdirAll(tmp); !st.ok()) return st;
     Status st = env::WriteFile(env::Join(tmp, kPrefixFile), prefix.data(), prefix.size(), true);
     if (!st.ok()) return st;
     for (;;) {
       uint32_t id = next_prefix_id_++;
       std::string final_dir = env::Join(streams, text::UpperHex(id, 8));
-      if (rename(tmp.c_str(), final_dir.c_str()) == 0) {
+      Result<bool> moved = env::RenameDirIfAbsent(tmp, final_dir);
+      if (!moved.ok()) return moved.status();
+      if (*moved) {
         if (Status s2 = env::FsyncDir(streams); !s2.ok()) return s2;
         return id;
       }
-      if (errno != EEXIST && errno != ENOTEMPTY) {
-        return Status::FromErrno(errno, "rename " + tmp + " -> " + final_dir);
-      }
     }
   }();
-  (void)LockByte(lock_fd_, kRegistryByte, F_UNLCK, false, lock_path);
+  (void)LockByte(lock_fd_, kRegistryByte, kUnlock, false, lock_path);
   if (r.ok()) prefix_ids_[prefix] = *r;
   return r;
 }
@@ -464,15 +449,15 @@ Result<RetentionReport> ClientImpl::RunRetention(bool wait) {
     return RetentionReport{};
   }
   const std::string lock_path = env::Join(ctx_->root, kLockFile);
-  Status locked = LockByte(lock_fd_, kRetentionByte, F_WRLCK, wait, lock_path);
+  Status locked = LockByte(lock_fd_, kRetentionByte, kExclusive, wait, lock_path);
   if (locked.IsNotOwner() && !wait) return RetentionReport{};
   if (!locked.ok()) return locked;
   if (!wait && !RetentionDue()) {  // another process's pass ended while we looked
-    (void)LockByte(lock_fd_, kRetentionByte, F_UNLCK, false, lock_path);
+    (void)LockByte(lock_fd_, kRetentionByte, kUnlock, false, lock_path);
     return RetentionReport{};
   }
   Result<RetentionReport> r = RunRetentionPass(ctx_->root, ctx_->cfg, control_.get(), RetentionNowNs());
-  (void)LockByte(lock_fd_, kRetentionByte, F_UNLCK, false, lock_path);
+  (void)LockByte(lock_fd_, kRetentionByte, kUnlock, false, lock_path);
   for (auto& s : AllShards()) s->ForgetRetained();
   return r;
 }

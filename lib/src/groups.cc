@@ -87,7 +87,7 @@ void GroupStore::ForgetLockAfterFork() {
 }
 
 // REQUIRES: mu_ held.
-Status GroupStore::LockFile(uint64_t key, short type) {
+Status GroupStore::LockFile(uint64_t key, env::LockType type) {
   const std::string dir = env::Join(root_, kGroupsDir);
   if (!dir_made_) {
     if (Status st = env::MkdirAll(dir); !st.ok()) return st;
@@ -99,15 +99,7 @@ Status GroupStore::LockFile(uint64_t key, short type) {
     if (!fd.ok()) return fd.status();
     lock_fd_ = *fd;
   }
-  struct flock fl {};
-  fl.l_type = type;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = static_cast<off_t>(key);
-  fl.l_len = 1;
-  while (fcntl(lock_fd_, type == F_UNLCK ? F_OFD_SETLK : F_OFD_SETLKW, &fl) != 0) {
-    if (errno != EINTR) return Status::FromErrno(errno, "lock " + path);
-  }
-  return Status::Ok();
+  return env::OfdLock(lock_fd_, type, key, 1, true, path);
 }
 
 Status GroupStore::Load(std::vector<std::string>* problems) {
@@ -161,7 +153,7 @@ Status GroupStore::FlushGroup(uint32_t g, bool durable) {
     return Status::Ok();
   }
   std::lock_guard lk(mu_);
-  if (Status st = LockFile(slot->file_key, F_WRLCK); !st.ok()) return st;
+  if (Status st = LockFile(slot->file_key, env::LockType::kExclusive); !st.ok()) return st;
   Status st = [&]() -> Status {
     // Read seq before the offsets: the offsets written are at least as new as the seq recorded.
     GroupFile f;
@@ -170,7 +162,7 @@ Status GroupStore::FlushGroup(uint32_t g, bool durable) {
     f.name.assign(slot->name, slot->name_len);
     for (uint32_t i = 0, n = control_->offset_count(); i < n; i++) {
       OffsetSlot* o = control_->offset(i);
-      if (o->state.load(std::memory_order_acquire) != 1 || o->group != g) continue;
+      if (o->state.load(std::memory_order_acquire) != format::kSlotReady || o->group != g) continue;
       f.records.push_back({o->prefix_id, o->shard, o->committed.load(std::memory_order_acquire),
                            o->skipped.load(std::memory_order_relaxed)});
     }
@@ -182,14 +174,14 @@ Status GroupStore::FlushGroup(uint32_t g, bool durable) {
     if (w.ok()) slot->file_seq.store(f.seq, std::memory_order_release);
     return w;
   }();
-  (void)LockFile(slot->file_key, F_UNLCK);
+  (void)LockFile(slot->file_key, env::LockType::kUnlock);
   return st;
 }
 
 Status GroupStore::Flush(bool durable) {
   Status first;
   for (uint32_t g = 0, n = control_->group_count(); g < n; g++) {
-    if (control_->group(g)->state.load(std::memory_order_acquire) != 1) continue;
+    if (control_->group(g)->state.load(std::memory_order_acquire) != format::kSlotReady) continue;
     Status st = FlushGroup(g, durable);
     if (first.ok() && !st.ok()) first = st;
   }

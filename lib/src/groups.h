@@ -16,6 +16,7 @@
 
 #include "comet/format.h"
 #include "comet/status.h"
+#include "env.h"
 
 namespace comet::shm {
 class ControlRegion;
@@ -58,7 +59,7 @@ class GroupStore {
   void ForgetLockAfterFork();
 
  private:
-  Status LockFile(uint64_t key, short type);
+  Status LockFile(uint64_t key, env::LockType type);
 
   const std::string root_;
   const std::shared_ptr<shm::ControlRegion> control_;

@@ -194,7 +194,8 @@ class Pass {
     const uint32_t n = control_->offset_count();
     for (uint32_t i = 0; i < n; i++) {
       format::OffsetSlot* o = control_->offset(i);
-      if (o->state.load(std::memory_order_acquire) != 1 || o->group >= control_->group_count()) {
+      if (o->state.load(std::memory_order_acquire) != format::kSlotReady ||
+          o->group >= control_->group_count()) {
         continue;
       }
       for (ShardFiles& sh : shards_) {

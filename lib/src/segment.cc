@@ -260,18 +260,17 @@ Status Segment::PrepareForAppend(uint64_t end, uint64_t capacity, uint64_t prefa
   reserved_ = capacity;
   if (Status st = MapForReaders(); !st.ok()) return st;
   capacity_ = capacity;
-  populated_.store(end & ~uint64_t{4095}, std::memory_order_relaxed);
+  populated_.store(env::AlignDown(end, env::kPageSize), std::memory_order_relaxed);
   if (prefault > 0) (void)Prefault(std::min<uint64_t>(capacity, end + prefault));
   return Status::Ok();
 }
 
 Result<uint64_t> Segment::Prefault(uint64_t upto, uint64_t writer) {
-  constexpr uint64_t kPage = 4096;
-  const uint64_t from = std::max<uint64_t>(populated(), (writer + kPage - 1) & ~(kPage - 1));
-  upto = std::min<uint64_t>((upto + kPage - 1) & ~(kPage - 1), map_len());
+  const uint64_t from = std::max<uint64_t>(populated(), env::AlignUp(writer, env::kPageSize));
+  upto = std::min<uint64_t>(env::AlignUp(upto, env::kPageSize), map_len());
   if (upto <= from) return uint64_t{0};
   if (Status st = env::PopulateWrite(map_, from, upto - from); !st.ok()) return st;
-  for (uint64_t off = from; off < upto; off += kPage) {
+  for (uint64_t off = from; off < upto; off += env::kPageSize) {
     std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(map_ + off))
         .fetch_add(0, std::memory_order_relaxed);
   }
@@ -288,8 +287,8 @@ Status Segment::MapForReaders() {
 
 void Segment::DropWrittenPages(uint64_t upto) {
   if (!ro_map_) return;  // readers share the writable mapping: keep it
-  const uint64_t step = huge_ ? uint64_t{2} << 20 : 4096;
-  const uint64_t target = std::min<uint64_t>(upto, map_len()) & ~(step - 1);
+  const uint64_t step = huge_ ? env::kHugePageSize : env::kPageSize;
+  const uint64_t target = env::AlignDown(std::min<uint64_t>(upto, map_len()), step);
   uint64_t done = dropped_.load(std::memory_order_relaxed);
   while (done < target) {
     if (dropped_.compare_exchange_weak(done, target, std::memory_order_relaxed)) {
@@ -334,6 +333,11 @@ void Segment::Seal(uint64_t count, uint64_t end) {
   header_.sealed_count = count;
   header_.sealed_end = end;
   MarkSealed(count, end);
+}
+
+void Segment::SealAt(uint64_t count, uint64_t end) {
+  (void)env::Truncate(fd_, end, path_);
+  Seal(count, end);
 }
 
 void Segment::CutSeal(uint64_t count, uint64_t end, bool write) {

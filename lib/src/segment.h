@@ -138,6 +138,9 @@ class Segment {
 
   // Writes sealed_count/sealed_end into the mapped header and publishes them.
   void Seal(uint64_t count, uint64_t end);
+  // Cuts the file at `end` (best effort: its preallocated tail, or whatever a recovery dropped)
+  // and seals it there.
+  void SealAt(uint64_t count, uint64_t end);
   // Marks the segment sealed from its header or index file (at open).
   void MarkSealed(uint64_t count, uint64_t end) {
     data_end_ = end;

@@ -211,11 +211,9 @@ class Shard {
   // Pre-faults segment `s` up to `upto`; false when that failed (MADV_POPULATE_WRITE refused).
   bool PrefaultTo(Segment& s, uint64_t upto, uint64_t writer);
   void Rotate(std::shared_ptr<Segment> next);
-  Status ScanUnless(const std::shared_ptr<Segment>& seg, Segment::State enough);
-  Status EnsureReady(const std::shared_ptr<Segment>& seg) {
-    return ScanUnless(seg, Segment::kUntrusted);
-  }
-  Status ScanFully(const std::shared_ptr<Segment>& seg) { return ScanUnless(seg, Segment::kTrusted); }
+  void ScanUnless(const std::shared_ptr<Segment>& seg, Segment::State enough);
+  void EnsureReady(const std::shared_ptr<Segment>& seg) { ScanUnless(seg, Segment::kUntrusted); }
+  void ScanFully(const std::shared_ptr<Segment>& seg) { ScanUnless(seg, Segment::kTrusted); }
   Status LoadLocked(std::vector<std::string>* problems, bool writer);
   // The byte limit a follower may read in an unsealed segment without passing the file's end.
   uint64_t FollowerLimit(Segment& s);

@@ -68,10 +68,10 @@ Status Shard::Locate(uint64_t e, std::shared_ptr<Segment>* seg, uint64_t* resume
 // kUntrusted to get an index (EnsureReady), kTrusted to get a complete damage map (ScanFully).
 // The limit never passes what is provably in the file (ReadLimit), which matters for a follower
 // whose writer may truncate a segment it just sealed.
-Status Shard::ScanUnless(const std::shared_ptr<Segment>& seg, Segment::State enough) {
-  if (seg->state() >= enough) return Status::Ok();
+void Shard::ScanUnless(const std::shared_ptr<Segment>& seg, Segment::State enough) {
+  if (seg->state() >= enough) return;
   std::lock_guard lk(seg->scan_mutex());
-  if (seg->state() >= enough) return Status::Ok();
+  if (seg->state() >= enough) return;
   ScanHints hints;
   const uint64_t limit = ReadLimit(*seg);
   if (seg->sealed()) {
@@ -85,13 +85,15 @@ Status Shard::ScanUnless(const std::shared_ptr<Segment>& seg, Segment::State eno
   ScanResult r = seg->Scan(limit, hints);
   CountCorrupt(r.bad.size());
   seg->AdoptScan(&r);
-  return Status::Ok();
 }
 
 Status Shard::ReadAt(const std::shared_ptr<Segment>& seg, uint64_t e, uint64_t* off, Entry* out) {
   // Without a CRC check per read, a segment is checked once, in full, before it is trusted.
-  Status ready = ctx_->cfg.read.check_crc ? EnsureReady(seg) : ScanFully(seg);
-  if (!ready.ok()) return ready;
+  if (ctx_->cfg.read.check_crc) {
+    EnsureReady(seg);
+  } else {
+    ScanFully(seg);
+  }
   for (int attempt = 0; attempt < 2; attempt++) {
     const Segment::State state = seg->state();
     auto where = [&](uint64_t o) {
@@ -118,7 +120,7 @@ Status Shard::ReadAt(const std::shared_ptr<Segment>& seg, uint64_t e, uint64_t* 
       const bool may_have_changed = seg->sealed() || !writer_.load(std::memory_order_acquire);
       if (state != Segment::kTrusted || (attempt == 0 && may_have_changed)) {
         seg->Distrust();
-        (void)ScanFully(seg);
+        ScanFully(seg);
         continue;
       }
       CountCorrupt(1);
@@ -215,7 +217,7 @@ uint64_t Shard::Verify(std::vector<std::string>* problems) {
       continue;
     }
     if (!writer_.load(std::memory_order_acquire)) SealSeen(*s);
-    (void)EnsureReady(s);
+    EnsureReady(s);
     ScanHints hints;
     // An unsealed segment is read to where the writer's publication ends (a follower's read
     // limit): a writer may be copying records past it.

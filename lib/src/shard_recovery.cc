@@ -48,11 +48,11 @@ Status Shard::LoadSegments(std::vector<std::shared_ptr<Segment>>* segs,
     Result<std::shared_ptr<Segment>> s =
         Segment::Open(path, rel, ctx_->cfg.index.interval, writable, base);
     if (!s.ok()) {
-      if (s.status().code() == Code::kVersion) return s.status();
       if (s.status().IsNotFound()) continue;  // deleted since listed (retention, recovery)
-      problems->push_back(s.status().message() + "; its entries are unreadable");
-      CountCorrupt(1);
-      continue;
+      // The system refused (damage is not an error here: Open returns the segment with its
+      // header_error). Going on without the file would renumber its entries and, for the last
+      // one, hand their numbers out again: the load fails instead, and changes nothing.
+      return s.status();
     }
     if (!(*s)->header_error().empty()) {
       segs->push_back(std::move(*s));  // its entries are counted and reported by the caller
@@ -278,8 +278,7 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
         next = s.base() + r.count;
         continue;
       }
-      (void)env::Truncate(s.fd(), r.end, s.path());
-      s.Seal(r.count, r.end);
+      s.SealAt(r.count, r.end);
     }
     next = s.base() + s.sealed_count();
   }
@@ -311,8 +310,7 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
                         std::to_string(pub.entry));
     if (writer) ctx_->control->header()->gaps.fetch_add(1);
     if (writer && active) {
-      (void)env::Truncate(active->fd(), write_off, active->path());
-      active->Seal(next - active->base(), write_off);
+      active->SealAt(next - active->base(), write_off);
       active.reset();
     }
     gaps.emplace_back(next, pub.entry);

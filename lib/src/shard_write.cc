@@ -116,8 +116,7 @@ Status Shard::ResumeActive() {
     return st;
   }
   ctx_->GiveRoom(room);
-  (void)env::Truncate(active_->fd(), write_off_, active_->path());
-  active_->Seal(next_entry_ - active_->base(), write_off_);
+  active_->SealAt(next_entry_ - active_->base(), write_off_);
   return Status(st.code(), "segment " + active_->rel() + ": cannot reopen for appending (" +
                                st.message() + "); sealed, appends go to a new segment");
 }
@@ -364,7 +363,7 @@ Status Shard::SyncUpTo(uint64_t target, bool spare_tail_page, bool releasing) {
     dir_dirty_ = false;
     lk.unlock();
     if (act && spare_tail_page) {
-      act_end &= ~uint64_t{4095};
+      act_end = env::AlignDown(act_end, env::kPageSize);
       goal = std::min(goal, act->base() + EntriesBelow(act.get(), act_end, goal));
     }
     COMET_PROBE(commit_start, prefix_id_, shard_, goal - synced_, 0);

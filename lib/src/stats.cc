@@ -6,9 +6,6 @@
 // stats` and the exporter can run as any user who can read the directory, next to live writers.
 #include "comet/stats.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cinttypes>
@@ -24,6 +21,7 @@
 #include "comet/stream.h"
 #include "control.h"
 #include "env.h"
+#include "membership.h"
 
 #include "text.h"
 
@@ -43,49 +41,18 @@ using text::Utf8SequenceLength;
 // One byte more than a prefix may have, so an overlong file is read as overlong, not cut valid.
 constexpr size_t kMaxPrefixFileBytes = format::kMaxPrefixLen + 1;
 
-// Reads at most kMaxPrefixFileBytes: a damaged or foreign PREFIX file must not make a reader
-// allocate without bound.
-std::string ReadBounded(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return {};
-  std::string out(kMaxPrefixFileBytes, '\0');
-  size_t got = 0;
-  while (got < out.size()) {
-    ssize_t n = ::read(fd, out.data() + got, out.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  out.resize(got);
-  return out;
-}
-
 // The prefix named by DIR/streams/<id>/PREFIX, or "?" when that file is missing or not a valid
 // prefix (the writer recovers it from a segment header on its next open; a reader must not).
 std::string PrefixName(const std::string& dir, uint32_t prefix_id) {
-  std::string text = ReadBounded(env::Join(dir, "streams/" + text::UpperHex(prefix_id, 8) + "/PREFIX"));
-  return ValidatePrefix(text).ok() ? text : "?";
+  Result<std::string> text = env::ReadFile(
+      env::Join(dir, "streams/" + text::UpperHex(prefix_id, 8) + "/PREFIX"), kMaxPrefixFileBytes);
+  return text.ok() && ValidatePrefix(*text).ok() ? *text : "?";
 }
 
-// A slot's holder keeps an OFD lock on DIR/slots/<slot>.lock for its whole life; the kernel drops
-// it at death, so a held lock means a live holder, whatever the slot bytes say. F_OFD_GETLK only
-// reports a conflicting lock: asking about a write lock conflicts with both shared and exclusive
-// holders, so liveness does not depend on which kind the holder takes. Linux accepts the question
-// on a read-only descriptor (only setting a write lock needs write access).
+// A slot's holder keeps an OFD lock on its slot file for its whole life (shm::SlotLockPath), so a
+// held lock means a live holder, whatever the slot bytes say.
 bool SlotLockHeld(const std::string& dir, uint32_t slot) {
-  char name[32];
-  std::snprintf(name, sizeof name, "slots/%04" PRIu32 ".lock", slot);
-  int fd = ::open(env::Join(dir, name).c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return false;
-  struct flock fl {};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = 0;
-  fl.l_len = 0;  // the whole file
-  bool held = ::fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
-  ::close(fd);
-  return held;
+  return env::OfdLockHeldAt(shm::SlotLockPath(dir, slot), 0, 0);
 }
 
 void AddOp(const format::OpMetrics& m, LatencyHistogram* h) {
@@ -103,7 +70,7 @@ void ReadProcesses(const shm::ControlRegion& r, const std::string& dir, Director
     for (uint32_t op = 0; op < kOpCount; op++) AddOp(m->ops[op], &s->ops[op]);
 
     const format::ProcessSlot* p = r.process(i);
-    if (p->state.load(std::memory_order_acquire) == 0) continue;  // never used
+    if (p->state.load(std::memory_order_acquire) == format::kProcessNeverUsed) continue;
     ProcessInfo info;
     info.slot = i;
     info.pid = p->pid.load(std::memory_order_relaxed);
@@ -153,14 +120,14 @@ void ReadRetention(const shm::ControlRegion& r, DirectoryStats* s) {
   std::vector<bool> ready(groups);
   for (uint32_t g = 0; g < groups; g++) {
     const format::GroupSlot* slot = r.group(g);
-    ready[g] = slot->state.load(std::memory_order_acquire) == 1;
+    ready[g] = slot->state.load(std::memory_order_acquire) == format::kSlotReady;
     by_slot[g].name.assign(slot->name, std::min<size_t>(slot->name_len, format::kMaxGroupName));
     by_slot[g].retention_lost = get(slot->retention_lost);
   }
   const uint32_t offsets = r.offset_count();
   for (uint32_t i = 0; i < offsets; i++) {
     const format::OffsetSlot* o = r.offset(i);
-    if (o->state.load(std::memory_order_acquire) == 1 && o->group < groups) {
+    if (o->state.load(std::memory_order_acquire) == format::kSlotReady && o->group < groups) {
       by_slot[o->group].skipped += get(o->skipped);
     }
   }
@@ -174,7 +141,7 @@ void ReadStreams(const shm::ControlRegion& r, const std::string& dir, DirectoryS
   const uint32_t n = r.shard_count();        // Validate checked it against max_shards
   for (uint32_t i = 0; i < n; i++) {
     const format::ShardSlot* slot = r.shard_at(i);
-    if (slot->state.load(std::memory_order_acquire) != 1) continue;
+    if (slot->state.load(std::memory_order_acquire) != format::kSlotReady) continue;
     auto [it, fresh] = prefixes.try_emplace(slot->prefix_id);
     if (fresh) it->second = PrefixName(dir, slot->prefix_id);
     s->streams.push_back(ReadShard(*slot, it->second));
@@ -209,9 +176,11 @@ void ReadGroups(const shm::ControlRegion& r, const std::string& dir, DirectorySt
   const uint32_t offsets = std::min(r.offset_count(), r.header()->max_offsets);
   for (uint32_t i = 0; i < offsets; i++) {
     const format::OffsetSlot* o = r.offset(i);
-    if (o->state.load(std::memory_order_acquire) != 1 || o->group >= groups) continue;
+    if (o->state.load(std::memory_order_acquire) != format::kSlotReady || o->group >= groups) {
+      continue;
+    }
     const format::GroupSlot* g = r.group(o->group);
-    if (g->state.load(std::memory_order_acquire) != 1) continue;
+    if (g->state.load(std::memory_order_acquire) != format::kSlotReady) continue;
     GroupStreamStats gs;
     gs.group.assign(g->name, std::min<size_t>(g->name_len, format::kMaxGroupName));
     gs.prefix_id = o->prefix_id;
@@ -258,10 +227,6 @@ void SplitUtf8(std::string_view s, Valid emit_valid, Bad emit_bad) {
       i += len;
     }
   }
-}
-
-std::string VersionText(uint32_t v) {
-  return std::to_string(v >> 16) + "." + std::to_string(v & 0xFFFF);
 }
 
 // Bucket i holds [2^i, 2^(i+1)) ns; its upper bound does not fit 64 bits for the last bucket.
@@ -740,7 +705,7 @@ std::string FormatStatsJson(const DirectoryStats& s) {
   std::string out;
   JsonObject o(&out);
   o.Str("dir", s.dir);
-  o.Str("layout_version", VersionText(s.layout_version));
+  o.Str("layout_version", text::VersionText(s.layout_version));
   o.Num("max_processes", s.max_processes);
   o.Num("max_streams", s.max_streams);
   o.Key("counters");
@@ -794,10 +759,10 @@ std::string FormatStatsJson(const DirectoryStats& s) {
 std::string FormatStatsText(const DirectoryStats& s) {
   size_t live = 0;
   for (const ProcessInfo& p : s.processes) live += p.live ? 1 : 0;
-  std::string out = Format("%s: layout %s, %zu of %" PRIu32 " streams, %zu live of %" PRIu32
-                           " process slots\n",
-                           s.dir.c_str(), VersionText(s.layout_version).c_str(), s.streams.size(),
-                           s.max_streams, live, s.max_processes);
+  std::string out =
+      Format("%s: layout %s, %zu of %" PRIu32 " streams, %zu live of %" PRIu32 " process slots\n",
+             s.dir.c_str(), text::VersionText(s.layout_version).c_str(), s.streams.size(),
+             s.max_streams, live, s.max_processes);
   out += Format("counters: %" PRIu64 " rebuilds, %" PRIu64 " corrupt records, %" PRIu64
                 " torn tails, %" PRIu64 " gaps, %" PRIu64 " takeovers, %" PRIu64
                 " uncaptured lines\n",

@@ -232,6 +232,11 @@ static_assert(offsetof(ControlHeader, retention_unconsumed) == 288);
 static_assert(offsetof(ControlHeader, retention_last_ns) == 296);
 static_assert(sizeof(ControlHeader) <= kControlHeaderSize);
 
+// ProcessSlot::state.
+enum ProcessState : uint32_t { kProcessNeverUsed = 0, kProcessLive = 1, kProcessClosed = 2 };
+// The state of a ShardSlot, GroupSlot or OffsetSlot: its identity is published by kSlotReady.
+enum SlotState : uint32_t { kSlotFree = 0, kSlotReady = 1 };
+
 // One per process that has the directory open in multi-process mode (a single-mode writer uses
 // slot 0). Liveness is the OFD lock on DIR/slots/<slot>.lock, held for the life of the process and
 // released by the kernel at its death; these bytes only describe the holder.
