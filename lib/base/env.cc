@@ -1,4 +1,5 @@
 #include "env.h"
+#include "hot.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -22,7 +23,7 @@
 
 namespace comet::env {
 
-int64_t NowNs() {
+COMET_HOT int64_t NowNs() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
