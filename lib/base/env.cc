@@ -183,6 +183,8 @@ Status SyncMapped(char* base, uint64_t len, const std::string& path) {
   return Status::Ok();
 }
 
+void DropCached(int fd) { (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED); }
+
 Status PreadFull(int fd, void* buf, size_t n, uint64_t off, const std::string& path, size_t* got) {
   size_t done = 0;
   while (done < n) {

@@ -129,7 +129,8 @@ Config Config::MultiProcess() {
 const std::vector<std::string>& Config::Keys() {
   static const std::vector<std::string> keys = {
       "storage.max_segment_bytes", "storage.max_entry_bytes", "storage.prefault_bytes",
-      "storage.max_preallocated_bytes", "storage.max_streams",       "storage.huge_pages",      "sync.mode",
+      "storage.max_preallocated_bytes", "storage.max_streams",       "storage.huge_pages",
+      "storage.drop_synced_pages", "sync.mode",
       "sync.interval",
       "sync.entries",              "compression.min_bytes",   "compression.level",
       "index.interval",            "concurrency.mode",        "concurrency.max_processes",
@@ -206,6 +207,12 @@ Status Config::Set(std::string_view key, std::string_view value) {
     return Status::Ok();
   }
   if (key == "concurrency.max_processes") return count_in(1, 4096, &concurrency.max_processes);
+  if (key == "storage.drop_synced_pages") {
+    Result<bool> r = ParseBool(key, value);
+    if (!r.ok()) return r.status();
+    storage.drop_synced_pages = *r;
+    return Status::Ok();
+  }
   if (key == "open.read_only") {
     Result<bool> r = ParseBool(key, value);
     if (!r.ok()) return r.status();

@@ -287,6 +287,13 @@ Status Segment::MapForReaders() {
   return Status::Ok();
 }
 
+void Segment::DropCached() {
+  const uint64_t len = std::min<uint64_t>(data_end_, map_len());
+  env::DropMapped(map_, 0, len);
+  if (ro_map_) env::DropMapped(ro_map_, 0, len);
+  env::DropCached(fd_);
+}
+
 void Segment::DropWrittenPages(uint64_t upto) {
   if (!ro_map_) return;  // readers share the writable mapping: keep it
   const uint64_t step = huge_ ? uint64_t{2} << 20 : 4096;

@@ -363,6 +363,7 @@ Status Shard::SyncUpTo(uint64_t target, bool spare_tail_page, bool releasing) {
     for (auto& s : segs) {
       s->DropWrittenPages(s->data_end());
       if (st.ok()) st = env::SyncMapped(s->map(), s->data_end(), s->path());
+      if (st.ok() && ctx_->cfg.storage.drop_synced_pages) s->DropCached();
     }
     if (st.ok() && act) {
       act->DropWrittenPages(act_end);
