@@ -153,6 +153,14 @@ $(BUILD)/bin/comet_probe_target: tests/probe_target.c $(BUILD)/lib/libcomet.so
 	$(Q)$(CC) -O2 -g -Wall -Wextra -Werror -Ilib/include $< -o $@ -L$(BUILD)/lib -lcomet \
 	  -Wl,-rpath,'$$ORIGIN/../lib'
 
+# What one append touches, counted under valgrind by bench/touch/append_touch.sh (not run by
+# make bench: it needs valgrind).
+$(BUILD)/bin/comet_append_touch: bench/touch/append_touch.c lib/include/comet/comet.h $(BUILD)/lib/libcomet.so
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) -O2 -g -Wall -Wextra -Werror -Ilib/include $< -o $@ -L$(BUILD)/lib -lcomet \
+	  -Wl,-rpath,'$$ORIGIN/../lib'
+
 # A C99 program that uses libcomet.so through comet.h alone (tests/abi_test.cc runs it).
 $(BUILD)/bin/comet_c_client: tests/c_client.c lib/include/comet/comet.h $(BUILD)/lib/libcomet.so
 	@mkdir -p $(dir $@)
@@ -186,7 +194,7 @@ $(BUILD)/bin/comet_line_cost: bench/preload/line_cost.c
 
 tests: $(BUILD)/bin/comet_tests $(BUILD)/bin/comet_probe_target $(BUILD)/bin/comet_c_client tools \
        preload $(PRELOAD_TARGETS)
-benches: $(BUILD)/bin/comet_bench
+benches: $(BUILD)/bin/comet_bench $(BUILD)/bin/comet_append_touch
 
 # Every Debian package the build, the tests and the benchmarks need, and the servers the shim's
 # tests and `make run` start under it. Idempotent: installs nothing when all are present.

@@ -12,6 +12,12 @@
 //   BM_Append_Single/A/M one 100-byte entry per Append, A = handle (Stream*) or name API,
 //                        M = sync.mode none or interval; latency histogram per call
 //   BM_Append_Single_Untimed/handle/none   the same without the per-call clock reads (mean)
+//   BM_Append_AfterSyscall/A/S  the append right after a system call: write(2) of 100 bytes to
+//                        S = a file, /dev/null, or /dev/null followed by loads from 4096 pages
+//                        (cold_tlb: the TLB as a kernel with page-table isolation and no PCID
+//                        leaves it), then one append (after), then another (warm),
+//                        A = C stream handle (comet_stream_append) or C++ handle; p50/p99 of
+//                        each and of the write(2), and the ratios after/warm and write(2)/after
 //   BM_Append_Batch/N/M  N 100-byte entries per Append call (entries/s)
 //   BM_Append_Shards/S   batches of 100 round robin over S stream handles (entries/s)
 //
@@ -452,6 +458,133 @@ void BM_Append_Single_C(benchmark::State& state, const std::string& bench) {
   state.SetBytesProcessed(state.iterations() * int64_t(kEntryBytes));
 }
 
+// Where the write(2) before each append goes. kColdTlb writes to /dev/null and then (untimed)
+// loads one byte from each of 4096 pages, which evicts the data TLB as a kernel with page-table
+// isolation and no PCID does at every system call (this VM's CPU needs no isolation, so its
+// system calls leave the TLB as it was).
+enum class Sink { kFile, kDevNull, kColdTlb };
+const char* SinkName(Sink s) {
+  return s == Sink::kFile ? "file" : s == Sink::kDevNull ? "devnull" : "cold_tlb";
+}
+
+// The append right after a system call: each iteration writes 100 bytes with write(2) to
+// `sink` (an O_APPEND file in the benchmark's directory, or /dev/null), then appends one entry
+// (after-syscall), then appends another (warm: right after an append, as in a tight loop). All
+// three are timed on their own, so the two appends and the write(2) beside them come from the
+// same run. `append(e)` appends one entry and returns false on failure.
+template <class AppendFn>
+void AfterSyscallLoop(benchmark::State& state, int sink, bool cold_tlb, const std::string& key,
+                      const std::string& bench, AppendFn&& append) {
+  constexpr size_t kTlbPages = 4096;
+  std::unique_ptr<Ring> thrash = cold_tlb ? std::make_unique<Ring>() : nullptr;
+  static_assert(Ring::kBytes >= kTlbPages * 4096);
+  Payloads p;
+  for (size_t i = 0; i < kWarmEntries; i++) {
+    if (!append(p[i])) return DrainFailed(state);
+  }
+  Warm(std::chrono::milliseconds(20));
+  auto after = std::make_unique<LatencyHistogram>();
+  auto warm = std::make_unique<LatencyHistogram>();
+  auto sys = std::make_unique<LatencyHistogram>();
+  size_t i = 0;
+  for (auto _ : state) {
+    const std::string_view line = p[i + 7];
+    uint64_t t0 = Clock::Start();
+    const ssize_t n = ::write(sink, line.data(), line.size());
+    uint64_t t1 = Clock::Stop();
+    sys->Record(Clock::ToNs(t1 - t0));
+    if (thrash) {
+      for (size_t k = 0; k < kTlbPages; k++) {
+        benchmark::DoNotOptimize(*static_cast<volatile char*>(thrash->Reserve(4096)));
+      }
+    }
+    t0 = Clock::Start();
+    bool ok = append(p[i++]);
+    t1 = Clock::Stop();
+    after->Record(Clock::ToNs(t1 - t0));
+    t0 = Clock::Start();
+    ok = append(p[i++]) && ok;
+    t1 = Clock::Stop();
+    warm->Record(Clock::ToNs(t1 - t0));
+    if (!ok || n != ssize_t(line.size())) [[unlikely]] {
+      if (!state.error_occurred()) state.SkipWithError("write(2) beside the appends failed");
+      break;
+    }
+  }
+  if (state.error_occurred()) return;
+  PublishLatency(state, *after, key + ".after", bench);
+  PublishLatency(state, *warm, key + ".warm", bench);
+  PublishLatency(state, *sys, key + ".write2", bench);
+  const double a = after->Percentile(50), w = warm->Percentile(50), s = sys->Percentile(50);
+  state.counters["after_p50"] = a;
+  state.counters["after_p99"] = after->Percentile(99);
+  state.counters["warm_p50"] = w;
+  state.counters["warm_p99"] = warm->Percentile(99);
+  state.counters["write2_p50"] = s;
+  for (const char* k : {"p50_ns", "p99_ns", "p999_ns", "max_ns"}) state.counters.erase(k);
+  state.counters["after_over_warm"] = w > 0 ? a / w : 0;
+  state.counters["write2_over_after"] = a > 0 ? s / a : 0;
+  if (w > 0) SetFigure(key + ".after_over_warm", a / w, bench, state.iterations());
+  if (a > 0) SetFigure(key + ".write2_over_after", s / a, bench, state.iterations());
+  state.SetItemsProcessed(state.iterations() * 2);
+}
+
+// The write(2) target of AfterSyscallLoop: a file in `dir`, or /dev/null.
+int OpenSink(benchmark::State& state, const TempDir& dir, Sink sink) {
+  if (sink == Sink::kFile) return OpenAppendFile(state, dir);
+  int fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) state.SkipWithError("open /dev/null failed");
+  return fd;
+}
+
+// C++: Client::Append on a Stream handle.
+void BM_Append_AfterSyscall_Handle(benchmark::State& state, Sink where, const std::string& key,
+                                   const std::string& bench) {
+  Fixture f;
+  if (!f.Open(state, SyncMode::kNone, 1)) return DrainFailed(state);
+  const int sink = OpenSink(state, f.dir, where);
+  if (sink < 0) return DrainFailed(state);
+  comet::Client* c = f.client.get();
+  comet::Stream* s = f.streams[0];
+  AfterSyscallLoop(state, sink, where == Sink::kColdTlb, key, bench, [&](std::string_view e) {
+    comet::Status st = c->Append(s, std::span<const std::string_view>(&e, 1));
+    if (!st.ok()) [[unlikely]] FailStatus(state, "Append", st);
+    return st.ok();
+  });
+  ::close(sink);
+  f.Close(state);
+}
+
+// C: comet_stream_append on a stream handle.
+void BM_Append_AfterSyscall_C(benchmark::State& state, Sink where, const std::string& key,
+                              const std::string& bench) {
+  TempDir dir;
+  comet_config* cfg = comet_config_new();
+  int rc = cfg ? comet_config_set(cfg, "sync.mode", "none") : COMET_ERR_INVALID;
+  comet_client* c = nullptr;
+  if (rc == COMET_OK) rc = comet_open(dir.Sub("data").c_str(), cfg, &c);
+  comet_config_free(cfg);
+  comet_stream* s = nullptr;
+  if (rc == COMET_OK) rc = comet_stream_open(c, kStream, &s);
+  const int sink = rc == COMET_OK ? OpenSink(state, dir, where) : -1;
+  if (rc != COMET_OK || sink < 0) {
+    if (rc != COMET_OK) state.SkipWithError((std::string("C ABI setup: ") + comet_last_error()).c_str());
+    if (c) comet_close(c);
+    return DrainFailed(state);
+  }
+  AfterSyscallLoop(state, sink, where == Sink::kColdTlb, key, bench, [&](std::string_view e) {
+    const void* data = e.data();
+    const size_t len = e.size();
+    if (comet_stream_append(s, &data, &len, 1, nullptr) == COMET_OK) [[likely]] return true;
+    state.SkipWithError((std::string("comet_stream_append: ") + comet_last_error()).c_str());
+    return false;
+  });
+  ::close(sink);
+  if (comet_close(c) != COMET_OK && !state.error_occurred()) {
+    state.SkipWithError((std::string("comet_close: ") + comet_last_error()).c_str());
+  }
+}
+
 // Batches of `batch` entries, round robin over `shards` stream handles.
 // `paired`: the key of a baseline run just before in the same pass; the rate's ratio to it is
 // published as "<key>.vs_<paired>".
@@ -543,6 +676,16 @@ void RegisterAppendBenchmarks() {
     BM_Append_Single(st, false, SyncMode::kNone, false, "append.single_untimed.handle.none", n);
   });
   Reg("BM_Append_Single_Untimed/c_stream/none", BM_Append_Single_C);
+  // One append right after a write(2) of 100 bytes and one right after that append.
+  for (Sink where : {Sink::kFile, Sink::kDevNull, Sink::kColdTlb}) {
+    const std::string sink = SinkName(where);
+    Reg("BM_Append_AfterSyscall/c_stream/" + sink, [=](benchmark::State& st, const std::string& n) {
+      BM_Append_AfterSyscall_C(st, where, "append.after_syscall.c_stream." + sink, n);
+    });
+    Reg("BM_Append_AfterSyscall/handle/" + sink, [=](benchmark::State& st, const std::string& n) {
+      BM_Append_AfterSyscall_Handle(st, where, "append.after_syscall.handle." + sink, n);
+    });
+  }
   // Each batch size right after the original's method at that size (one write(2) per batch),
   // and batch 100 also after its 4 KiB and 64 KiB buffers: ratios from neighbouring runs.
   auto framed = [](size_t b, size_t flush, const std::string& key, const std::string& tag = "") {

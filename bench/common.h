@@ -368,10 +368,27 @@ inline const char* ModeName(comet::SyncMode m) {
 
 // Opens a writer on `dir` with the default config but the given sync mode. On failure marks
 // the benchmark as failed and returns null.
+// COMET_BENCH_CONFIG="key=value,key=value" sets further keys (for A/B runs of one build).
 inline std::unique_ptr<comet::Client> OpenClient(benchmark::State& state, const std::string& dir,
                                                  comet::SyncMode mode) {
   comet::Config cfg;
   cfg.sync.mode = mode;
+  if (const char* extra = std::getenv("COMET_BENCH_CONFIG")) {
+    std::string_view rest = extra;
+    while (!rest.empty()) {
+      const std::string_view kv = rest.substr(0, rest.find(','));
+      rest.remove_prefix(std::min(rest.size(), kv.size() + 1));
+      const size_t eq = kv.find('=');
+      comet::Status st =
+          eq == std::string_view::npos
+              ? comet::Status::Invalid("COMET_BENCH_CONFIG: no '=' in " + std::string(kv))
+              : cfg.Set(kv.substr(0, eq), kv.substr(eq + 1));
+      if (!st.ok()) {
+        state.SkipWithError(st.ToString().c_str());
+        return nullptr;
+      }
+    }
+  }
   auto r = comet::Client::Open(dir, cfg);
   if (!r.ok()) {
     std::string msg = "Client::Open(" + dir + "): " + r.status().ToString();

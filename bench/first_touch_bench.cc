@@ -6,6 +6,10 @@
 //     a first load instead of a store, a store after the kernel wrote the page with pwrite(2),
 //     an atomic add of zero (a write that changes no data) and a store after it,
 //     the same populate through a 2 MiB-aligned mapping with MADV_HUGEPAGE and a store after it,
+//     recycling: a store through the same mapping after write-back, a second mapping of the
+//     same cached pages (populate, first store), posix_fadvise(DONTNEED) of the written-back
+//     pages and a fresh file populated right after it, a store after the same mapping's entries
+//     were zapped (MADV_DONTNEED) and populated again,
 //     and the first store into fresh anonymous memory.
 //
 // On a VM whose hypervisor shadows the guest's page tables, the first access through each new
@@ -133,6 +137,52 @@ void BM_Probe_FirstTouch(benchmark::State& state, const std::string& bench) {
       if (!f.Populate()) fail("MADV_POPULATE_WRITE failed");
       ns["populate_huge"] = double(NowNs() - t0) / double(kProbePages);
       ns["store_after_populate_huge"] = PerPage(f.map(), [](char* p) { *reinterpret_cast<volatile char*>(p + 8) = 1; });
+    }
+    {  // recycling: the same file's cached, written-back pages in a new mapping
+      ProbeFile f(dir, false);
+      if (!f.ok() || !f.Populate()) fail("probe file");
+      if (failed) continue;
+      PerPage(f.map(), [](char* p) { *reinterpret_cast<volatile char*>(p + 8) = 1; });
+      if (fdatasync(f.fd()) != 0) fail("fdatasync");
+      // The same mapping after write-back: the kernel write-protected each page's entry.
+      ns["store_same_map_after_sync"] =
+          PerPage(f.map(), [](char* p) { *reinterpret_cast<volatile char*>(p + 16) = 2; });
+      if (fdatasync(f.fd()) != 0) fail("fdatasync");
+      comet::Result<char*> m = comet::env::Map(f.fd(), kProbeBytes, true, "probe", false);
+      if (!m.ok()) fail("second mapping");
+      if (failed) continue;
+      uint64_t t0 = NowNs();
+      if (madvise(*m, kProbeBytes, MADV_POPULATE_WRITE) != 0) fail("MADV_POPULATE_WRITE failed");
+      ns["populate_recycled"] = double(NowNs() - t0) / double(kProbePages);
+      ns["store_recycled_after_populate"] =
+          PerPage(*m, [](char* p) { *reinterpret_cast<volatile char*>(p + 24) = 3; });
+      munmap(*m, kProbeBytes);
+      // Dropping the written-back pages from the page cache (what a sealed, synced segment
+      // could do), then populating a fresh file: does the freed memory come back cheaper?
+      if (fdatasync(f.fd()) != 0) fail("fdatasync");
+      t0 = NowNs();
+      if (posix_fadvise(f.fd(), 0, kProbeBytes, POSIX_FADV_DONTNEED) != 0) fail("fadvise");
+      ns["fadvise_dontneed"] = double(NowNs() - t0) / double(kProbePages);
+    }
+    {  // a fresh file right after the pages above were dropped
+      ProbeFile f(dir, false);
+      if (!f.ok()) fail("probe file");
+      if (failed) continue;
+      uint64_t t0 = NowNs();
+      if (!f.Populate()) fail("MADV_POPULATE_WRITE failed");
+      ns["populate_after_dontneed"] = double(NowNs() - t0) / double(kProbePages);
+      ns["store_after_populate_after_dontneed"] =
+          PerPage(f.map(), [](char* p) { *reinterpret_cast<volatile char*>(p + 8) = 1; });
+    }
+    {  // the same mapping, entries zapped (MADV_DONTNEED) and populated again: is it the new
+       // entry, not the new page, that costs?
+      ProbeFile f(dir, false);
+      if (!f.ok() || !f.Populate()) fail("probe file");
+      if (failed) continue;
+      PerPage(f.map(), [](char* p) { *reinterpret_cast<volatile char*>(p + 8) = 1; });
+      if (madvise(f.map(), kProbeBytes, MADV_DONTNEED) != 0 || !f.Populate()) fail("re-populate");
+      ns["store_after_zap_and_repopulate"] =
+          PerPage(f.map(), [](char* p) { *reinterpret_cast<volatile char*>(p + 16) = 2; });
     }
     {  // fresh anonymous memory
       char* a = static_cast<char*>(

@@ -1,6 +1,10 @@
 // Format versions on disk: a version-1 directory (written here byte by byte, as the previous
 // format defined it) stays readable and appendable; a version-2 record is tied to its segment,
 // so a stale record in a reused segment file never reads as new.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -153,3 +157,65 @@ TEST_F(FormatVersionTest, StaleRecordsInAReusedSegmentFileAreNotReadAsNew) {
 }
 
 }  // namespace
+
+// A recycled file: the segment of entries 0..49 is reused, under a new header, for the segment
+// that starts at entry 50 (as retention plus file reuse would leave it). The new writer writes
+// 20 records of the same size over the first stale ones and dies without closing, so 30 stale
+// records follow its own, each on a record boundary. Recovery must count only the 20: the stale
+// records were keyed by the old header (another base, another creation time).
+TEST_F(FormatVersionTest, RecycledFileKeepsOnlyTheNewWritersRecordsAfterACrash) {
+  const std::string stream = "rc:shard:0000";
+  auto payload = [](const char* tag, int i) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%s entry %04d", tag, i);  // the same length for both
+    return std::string(b);
+  };
+  {
+    auto c = Open(false);
+    ASSERT_TRUE(c);
+    for (int i = 0; i < 50; i++) ASSERT_OK(c->Append(stream, payload("old", i)));
+    ASSERT_OK(c->Close());
+  }
+  auto segs = comet_test::ListSegments(dir_, 0, 0);
+  ASSERT_EQ(segs.size(), 1u);
+  const std::string reused = comet_test::ShardDir(dir_, 0, 0) + "/0000000000000032.seg";
+  ASSERT_EQ(::rename(segs[0].c_str(), reused.c_str()), 0);
+  internal::SegmentHeader h;
+  h.prefix = "rc";
+  h.base_entry = 50;
+  h.created_ns = comet_test::MonotonicNs() + 1;
+  std::string hdr(kSegHdr, '\0');
+  internal::EncodeSegmentHeader(&h, hdr.data());
+  ASSERT_TRUE(comet_test::PatchFile(reused, 0, hdr.data(), hdr.size()));
+
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {  // the new writer: 20 appends, then gone without a close
+    Config cfg;
+    cfg.sync.mode = comet::SyncMode::kNone;
+    auto r = Client::Open(dir_, cfg);
+    bool ok = r.ok();
+    for (int i = 0; ok && i < 20; i++) {
+      EntryId id;
+      ok = (*r)->Append(stream, payload("new", 50 + i), &id).ok() && id.entry == uint64_t(50 + i);
+    }
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "the writer did not see an empty segment at entry 50";
+
+  auto c = Open(false);
+  ASSERT_TRUE(c);
+  auto len = c->Length(stream);
+  ASSERT_TRUE(len.ok());
+  EXPECT_EQ(*len, 70u) << "stale records of the recycled file were read as new entries";
+  for (int i = 50; i < 70; i++) {
+    Entry e;
+    ASSERT_OK(c->Read(stream, i, &e));
+    EXPECT_EQ(std::string(e.data), payload("new", i));
+  }
+  Entry e;
+  EXPECT_FALSE(c->Read(stream, 70, &e).ok());
+}

@@ -2,6 +2,8 @@
 // before it gets there, and the spare segment in full before it becomes the active one. Checked
 // through the kernel's view of this process's mappings (/proc/self/smaps: the resident part of
 // the writer's mapping of each segment file) and the client's counters, never by timing.
+#include <sys/mman.h>
+
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -147,6 +149,57 @@ TEST_F(PrefaultTest, RotationWithoutAReadySpareIsCountedCold) {
   EXPECT_EQ(st.cold_rotations, st.rotations);
   EXPECT_EQ(st.prefaulted_bytes, 0u);
   ASSERT_OK(c->Close());
+}
+
+// Pages of `path` in the page cache (mincore through a mapping of our own, which faults none).
+uint64_t CachedPages(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const uint64_t size = fd >= 0 ? comet_test::FileSize(path) : 0;
+  void* m = size > 0 ? ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+  uint64_t n = 0;
+  if (m != MAP_FAILED) {
+    std::vector<unsigned char> v((size + 4095) / 4096);
+    if (::mincore(m, size, v.data()) == 0) {
+      for (unsigned char b : v) n += b & 1;
+    }
+    ::munmap(m, size);
+  }
+  if (fd >= 0) ::close(fd);
+  return n;
+}
+
+// A sealed segment a sync has written leaves the page cache (storage.drop_synced_pages), and
+// reads back from disk; with the key off it stays cached.
+TEST_F(PrefaultTest, SyncedSealedSegmentLeavesThePageCache) {
+  for (bool drop : {true, false}) {
+    SCOPED_TRACE(drop ? "drop_synced_pages=true" : "drop_synced_pages=false");
+    const std::string dir = dir_ + (drop ? "/drop" : "/keep");
+    Config cfg;
+    cfg.storage.max_segment_bytes = 1 * kMiB;
+    cfg.storage.drop_synced_pages = drop;
+    cfg.sync.mode = comet::SyncMode::kInterval;
+    auto c = Client::Open(dir, cfg);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    std::string payload(100, 'd');
+    std::vector<std::string_view> batch(100, payload);
+    auto s = (*c)->GetStream("pf:shard:0000");
+    ASSERT_TRUE(s.ok());
+    while ((*c)->GetStats().rotations == 0) ASSERT_OK((*c)->Append(*s, batch));
+    ASSERT_OK((*c)->Sync());
+    const std::string sealed = comet_test::ListSegments(dir, 0, 0).front();
+    const uint64_t pages = comet_test::FileSize(sealed) / 4096;
+    ASSERT_GT(pages, 200u);
+    const uint64_t cached = CachedPages(sealed);
+    if (drop) {
+      EXPECT_LE(cached, 4u) << "of " << pages << " pages of " << sealed;
+    } else {
+      EXPECT_GE(cached, pages * 9 / 10) << "of " << pages << " pages of " << sealed;
+    }
+    comet::Entry e;
+    ASSERT_OK((*c)->Read("pf:shard:0000", 0, &e));
+    EXPECT_EQ(std::string(e.data), payload);
+    ASSERT_OK((*c)->Close());
+  }
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 #include "crc32c.h"
+#include "hot.h"
 
 #include <cstring>
 #include <nmmintrin.h>
@@ -25,7 +26,7 @@ uint32_t ExtendSoftware(uint32_t crc, const uint8_t* p, size_t n) {
   return ~c;
 }
 
-__attribute__((target("sse4.2"))) uint32_t ExtendHardware(uint32_t crc, const uint8_t* p,
+__attribute__((target("sse4.2"))) COMET_HOT uint32_t ExtendHardware(uint32_t crc, const uint8_t* p,
                                                            size_t n) {
   uint64_t c = ~crc;
   while (n >= 8) {
@@ -52,7 +53,7 @@ const bool kHardware = DetectHardware();
 
 }  // namespace
 
-uint32_t Extend(uint32_t crc, const void* data, size_t n) {
+COMET_HOT uint32_t Extend(uint32_t crc, const void* data, size_t n) {
   const auto* p = static_cast<const uint8_t*>(data);
   return kHardware ? ExtendHardware(crc, p, n) : ExtendSoftware(crc, p, n);
 }

@@ -1,4 +1,5 @@
 #include "env.h"
+#include "hot.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -128,7 +129,7 @@ void ClearFaults() {
 
 // ---- clocks, paths -----------------------------------------------------------------------------
 
-int64_t NowNs() {
+COMET_HOT int64_t NowNs() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
@@ -325,6 +326,8 @@ Status SyncMapped(char* base, uint64_t len, const std::string& path) {
   }
   return Status::Ok();
 }
+
+void DropCached(int fd) { (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED); }
 
 Status PreadFull(int fd, void* buf, size_t n, uint64_t off, const std::string& path, size_t* got) {
   size_t done = 0;

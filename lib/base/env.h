@@ -59,6 +59,9 @@ Status DataSync(int fd, const std::string& path);
 // Writes back [0, len) of a MAP_SHARED mapping and waits (msync MS_SYNC). Unlike fdatasync it
 // leaves the pre-faulted pages beyond `len` alone, so the writer does not fault on them again.
 Status SyncMapped(char* base, uint64_t len, const std::string& path);
+// Starts the write-back of the file's dirty pages and drops its clean, unmapped ones from the
+// page cache (posix_fadvise DONTNEED); best effort.
+void DropCached(int fd);
 Status PreadFull(int fd, void* buf, size_t n, uint64_t off, const std::string& path, size_t* got);
 // Writes all n bytes at offset off (short writes resumed, EINTR retried).
 Status PwriteFull(int fd, const void* data, size_t n, uint64_t off, const std::string& path);

@@ -16,6 +16,7 @@
 #include "comet/consumer.h"
 #include "comet/stats.h"
 #include "env.h"
+#include "hot.h"
 
 struct comet_config {
   comet::Config cfg;
@@ -60,7 +61,7 @@ int Fail(int code, std::string msg) {
   return code;
 }
 
-int Done(const comet::Status& st) { return st.ok() ? COMET_OK : Fail(st); }
+COMET_HOT int Done(const comet::Status& st) { return st.ok() ? COMET_OK : Fail(st); }
 
 // Copies a NUL-terminated name into the caller's buffer.
 int CopyOut(const std::string& name, char* buf, size_t cap) {
@@ -86,7 +87,7 @@ int Guard(F&& f) {
 // Checks a C batch and hands it to `append` as views: on the stack for the common small batch,
 // in a per-thread buffer beyond that.
 template <class F>
-int AppendBatch(const char* what, const void* const* data, const size_t* lens, size_t n,
+COMET_HOT int AppendBatch(const char* what, const void* const* data, const size_t* lens, size_t n,
                 F&& append) {
   if (n > 0 && (!data || !lens)) return Fail(COMET_ERR_INVALID, std::string(what) + ": null argument");
   if (n > comet::kMaxBatchEntries) {
@@ -97,9 +98,9 @@ int AppendBatch(const char* what, const void* const* data, const size_t* lens, s
   return Guard([&]() -> int {
     constexpr size_t kOnStack = 8;
     std::string_view small[kOnStack];
-    thread_local std::vector<std::string_view> large;
     std::string_view* views = small;
     if (n > kOnStack) {
+      thread_local std::vector<std::string_view> large;  // reached only for larger batches
       large.resize(n);
       views = large.data();
     }
@@ -184,8 +185,8 @@ int comet_close(comet_client* c) {
   return rc;
 }
 
-int comet_append(comet_client* c, const char* stream, const void* const* data, const size_t* lens,
-                 size_t n, comet_id* ids_out) {
+COMET_HOT int comet_append(comet_client* c, const char* stream, const void* const* data,
+                           const size_t* lens, size_t n, comet_id* ids_out) {
   if (!c || !stream) return Fail(COMET_ERR_INVALID, "comet_append: null argument");
   // comet_id and EntryId have the same layout (asserted above).
   return AppendBatch("comet_append", data, lens, n, [&](std::span<const std::string_view> v) {
@@ -207,8 +208,8 @@ int comet_stream_open(comet_client* c, const char* name, comet_stream** out) {
   });
 }
 
-int comet_stream_append(comet_stream* s, const void* const* data, const size_t* lens, size_t n,
-                        comet_id* ids_out) {
+COMET_HOT int comet_stream_append(comet_stream* s, const void* const* data, const size_t* lens,
+                                  size_t n, comet_id* ids_out) {
   if (!s) return Fail(COMET_ERR_INVALID, "comet_stream_append: null stream handle");
   return AppendBatch("comet_stream_append", data, lens, n,
                      [&](std::span<const std::string_view> v) {

@@ -3,6 +3,7 @@
 
 #include "client_impl.h"
 #include "clock.h"
+#include "hot.h"
 #include "probes.h"
 
 namespace comet {
@@ -120,8 +121,9 @@ Status Client::Close() { return impl_->Close(); }
 
 Result<Stream*> Client::GetStream(std::string_view name) { return impl_->GetStream(name); }
 
-Status Client::Append(Stream* s, std::span<const std::string_view> entries, EntryId* ids_out) {
-  auto append = [&]() -> Status {
+COMET_HOT Status Client::Append(Stream* s, std::span<const std::string_view> entries,
+                                EntryId* ids_out) {
+  auto append = [&]() COMET_HOT -> Status {
     if (Status st = impl_->CheckOpen(); !st.ok()) return st;
     if (!s) return Status::Invalid("null stream handle");
     if (entries.size() > kMaxBatchEntries) {
@@ -131,8 +133,7 @@ Status Client::Append(Stream* s, std::span<const std::string_view> entries, Entr
     }
     // Timing every call would cost a quarter of a single append (two TSC reads and three locked
     // adds on this class of machine): one call in kAppendSample is timed and counts for all.
-    thread_local uint32_t calls = 0;
-    if (++calls % internal::kAppendSample != 0) return s->shard_->Append(entries, ids_out);
+    if (!s->shard_->SampleAppend()) return s->shard_->Append(entries, ids_out);
     const uint64_t t0 = internal::Ticks();
     Status st = s->shard_->Append(entries, ids_out);
     impl_->ctx_->Record(format::kOpAppend, internal::TicksToNs(internal::Ticks() - t0),
@@ -150,8 +151,8 @@ Status Client::Append(Stream* s, std::span<const std::string_view> entries, Entr
   return st;
 }
 
-Status Client::Append(std::string_view stream, std::span<const std::string_view> entries,
-                      EntryId* ids_out) {
+COMET_HOT Status Client::Append(std::string_view stream, std::span<const std::string_view> entries,
+                                EntryId* ids_out) {
   Result<Stream*> s = impl_->GetStream(stream);
   if (!s.ok()) return s.status();
   return Append(*s, entries, ids_out);

@@ -19,6 +19,7 @@
 #include "control.h"
 #include "groups.h"
 #include "membership.h"
+#include "hot.h"
 #include "shard.h"
 
 namespace comet::internal {
@@ -61,7 +62,7 @@ class ClientImpl {
   std::vector<std::string> StreamNames();
   // Every public call starts here: closed clients fail, and a client inherited through fork()
   // becomes its own process's member first.
-  Status CheckOpen() {
+  COMET_HOT Status CheckOpen() {
     if (ctx_->closed.load(std::memory_order_acquire)) {
       return Status::Closed("client for " + ctx_->root + " is closed");
     }
@@ -149,7 +150,12 @@ class ClientImpl {
   uint32_t next_prefix_id_ = 0;
 
   mutable std::shared_mutex streams_mu_;
-  std::unordered_map<std::string, std::unique_ptr<Stream>> streams_;
+  // Looked up by a string_view as it is (no string built per append by name).
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, std::unique_ptr<Stream>, NameHash, std::equal_to<>> streams_;
 };
 
 }  // namespace comet::internal

@@ -294,6 +294,13 @@ constexpr ConfigKey kKeys[] = {
      "take one mapping entry each (`auto`: only with `sync.mode=none`, because a sync then writes "
      "back whole 2 MiB folios)",
      NUMBER(storage.huge_pages)},
+    {"storage.drop_synced_pages", KeyKind::kBool, 0, UINT64_MAX, false, "",
+     "once a sync has written a sealed segment to disk, drop its pages from the page cache "
+     "(`posix_fadvise(DONTNEED)`) so that the next segments get that memory, still warm, "
+     "instead of fresh pages (`sync.mode` `interval` and `always`; with `none` nothing is "
+     "synced or dropped); the cost: a later read of that segment comes from disk. See \"Fresh "
+     "memory\" below",
+     NUMBER(storage.drop_synced_pages)},
     {"storage.max_streams", KeyKind::kCount, 1, 1u << 20, false, "",
      "streams one directory can hold (control-region table size)",
      NUMBER(storage.max_streams)},

@@ -306,11 +306,11 @@ Result<uint32_t> ClientImpl::RegisterPrefix(const std::string& prefix) {
   return r;
 }
 
-Result<Stream*> ClientImpl::FindStream(std::string_view name) {
+COMET_HOT Result<Stream*> ClientImpl::FindStream(std::string_view name) {
   if (Status st = CheckOpen(); !st.ok()) return st;
   {
     std::shared_lock lk(streams_mu_);
-    auto it = streams_.find(std::string(name));
+    auto it = streams_.find(name);
     if (it != streams_.end()) return it->second.get();
   }
   Result<StreamName> parsed = ParseStreamName(name);
@@ -319,13 +319,13 @@ Result<Stream*> ClientImpl::FindStream(std::string_view name) {
   if (Status st = Discover(); !st.ok()) return st;
   {
     std::shared_lock sl(streams_mu_);
-    auto it = streams_.find(std::string(name));
+    auto it = streams_.find(name);
     if (it != streams_.end()) return it->second.get();
   }
   return Status::NotFound("no stream " + std::string(name) + " in " + ctx_->root);
 }
 
-Result<Stream*> ClientImpl::GetStream(std::string_view name) {
+COMET_HOT Result<Stream*> ClientImpl::GetStream(std::string_view name) {
   Result<Stream*> found = FindStream(name);
   if (found.ok() || !found.status().IsNotFound() || ctx_->read_only) return found;
   Result<StreamName> parsed = ParseStreamName(name);
@@ -335,7 +335,7 @@ Result<Stream*> ClientImpl::GetStream(std::string_view name) {
     std::lock_guard lk(registry_mu_);
     {
       std::shared_lock sl(streams_mu_);
-      auto it = streams_.find(std::string(name));
+      auto it = streams_.find(name);
       if (it != streams_.end()) return it->second.get();
     }
     Result<uint32_t> id = RegisterPrefix(parsed->prefix);

@@ -8,6 +8,7 @@
 
 #include "crc32c.h"
 #include "env.h"
+#include "hot.h"
 
 namespace comet::internal {
 
@@ -100,7 +101,7 @@ Status DecodeSegmentHeader(const char* p, size_t n, const std::string& path, Seg
   return Status::Ok();
 }
 
-uint32_t RecordCrc(const char* payload, uint32_t size_flags, int64_t ts) {
+COMET_HOT uint32_t RecordCrc(const char* payload, uint32_t size_flags, int64_t ts) {
   char tail[12];
   store32(tail, size_flags);
   store64(tail + 4, static_cast<uint64_t>(ts));
@@ -126,7 +127,7 @@ uint32_t SparseIndex::Get(size_t i) const {
   return chunks_[i / kChunk].load(std::memory_order_acquire)[i % kChunk];
 }
 
-void SparseIndex::Push(uint32_t offset) {
+COMET_HOT void SparseIndex::Push(uint32_t offset) {
   size_t n = size_.load(std::memory_order_relaxed);
   size_t c = n / kChunk;
   if (c >= max_chunks_) return;  // cannot happen for records within the capacity
@@ -283,6 +284,13 @@ Status Segment::MapForReaders() {
   if (!m.ok()) return m.status();
   ro_map_ = *m;
   return Status::Ok();
+}
+
+void Segment::DropCached() {
+  const uint64_t len = std::min<uint64_t>(data_end_, map_len());
+  env::DropMapped(map_, 0, len);
+  if (ro_map_) env::DropMapped(ro_map_, 0, len);
+  env::DropCached(fd_);
 }
 
 void Segment::DropWrittenPages(uint64_t upto) {

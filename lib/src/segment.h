@@ -212,6 +212,9 @@ class Segment {
   // cache), so that their write-back costs no TLB shoot-down of the writer's CPU per page. A
   // mapping with 2 MiB entries is unmapped in whole 2 MiB steps, never split under the writer.
   void DropWrittenPages(uint64_t upto);
+  // Drops a sealed, written-back segment's pages from the page cache: first from both mappings
+  // (a reader's view stays valid: its page comes back from the file), then from the cache.
+  void DropCached();
   size_t map_len() const { return map_len_.load(std::memory_order_acquire); }
   uint64_t capacity() const { return capacity_; }
   int fd() const { return fd_; }

@@ -47,8 +47,10 @@ class Wakeup {
   std::atomic<uint32_t> sleeping_{0};
 };
 
-// Appends are timed one call in this many per thread; each timed call counts for all of them.
+// Appends are timed one call in this many per shard; each timed call counts for all of them.
 inline constexpr uint32_t kAppendSample = 16;
+// Records of a batch up to this many are prepared on the stack.
+inline constexpr size_t kRecordsOnStack = 8;
 
 // What every shard of a client shares. Owned jointly by the client and its shards, so that a
 // handle which outlives its Client (an Iterator keeps its Shard) still finds the configuration
@@ -130,6 +132,13 @@ class Shard {
   Status WaitFor(uint64_t e, int64_t timeout_ns);
 
   Status Append(std::span<const std::string_view> entries, EntryId* ids);
+  // Whether to time this append: one call in kAppendSample. The count is racy between threads
+  // (a relaxed load and store, no locked instruction), which only moves the sample.
+  bool SampleAppend() {
+    const uint32_t n = append_calls_.load(std::memory_order_relaxed) + 1;
+    append_calls_.store(n, std::memory_order_relaxed);
+    return n % kAppendSample == 0;
+  }
   Status Read(uint64_t e, Entry* out);
   // Reads entry e at a known offset (iterators); returns the offset of the next record.
   Status ReadAt(const std::shared_ptr<Segment>& seg, uint64_t e, uint64_t* off, Entry* out);
@@ -267,6 +276,7 @@ class Shard {
   std::atomic<bool> closed_{false};  // set under write_mu_; read without it for messages
   std::atomic<bool> prefault_asked_{false};
   std::atomic<bool> sync_asked_{false};
+  std::atomic<uint32_t> append_calls_{0};  // SampleAppend
 
   // A preallocated, pre-faulted segment file waiting to become the next active one.
   std::mutex spare_mu_;

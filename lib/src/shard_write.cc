@@ -9,6 +9,7 @@
 #include "compress.h"
 #include "control.h"
 #include "env.h"
+#include "hot.h"
 #include "probes.h"
 #include "test_hooks.h"
 
@@ -180,7 +181,7 @@ Status Shard::NotOwner() const {
                           ", not this process; route keys with PickStream to shards it owns");
 }
 
-Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
+COMET_HOT Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
   const Config& cfg = ctx_->cfg;
   if (ctx_->read_only) return Status::Invalid("client is read-only; cannot append to " + name_);
   if (!writer_.load(std::memory_order_acquire)) {
@@ -189,10 +190,16 @@ Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
   const size_t n = entries.size();
   if (n == 0) return Status::Ok();
 
-  // Outside the lock: size checks, compression, CRCs.
-  thread_local std::vector<PreparedRecord> recs;
-  thread_local std::vector<std::string> bufs;
-  recs.resize(n);
+  // Outside the lock: size checks, compression, CRCs. A small batch is prepared on the stack:
+  // an append right after a system call pays for every page it touches (a thread-local in a
+  // shared library is a call into the dynamic linker and a page of its own).
+  PreparedRecord on_stack[kRecordsOnStack];
+  PreparedRecord* recs = on_stack;
+  if (n > kRecordsOnStack) {
+    thread_local std::vector<PreparedRecord> large;
+    large.resize(n);
+    recs = large.data();
+  }
   const int64_t ts = env::NowNs();
   size_t used_bufs = 0;
   for (size_t i = 0; i < n; i++) {
@@ -207,6 +214,7 @@ Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
     const uint32_t more = i + 1 < n ? kFlagBatchMore : 0;
     uint32_t sf = static_cast<uint32_t>(e.size());
     if (cfg.compression.min_bytes > 0 && e.size() >= cfg.compression.min_bytes) {
+      thread_local std::vector<std::string> bufs;
       if (bufs.size() <= used_bufs) bufs.emplace_back();
       if (Compress(e, cfg.compression.level, &bufs[used_bufs])) {
         p = bufs[used_bufs].data();
@@ -226,8 +234,7 @@ Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
 
   // Get every segment this batch needs before writing anything, so that a full disk fails the
   // batch as a whole.
-  thread_local std::vector<std::shared_ptr<Segment>> fresh;
-  fresh.clear();
+  std::vector<std::shared_ptr<Segment>> fresh;  // allocates only when a segment is made
   {
     bool have = active_ && !active_->sealed();
     uint64_t off = have ? write_off_ : 0, cap = have ? active_->capacity() : 0;
@@ -237,7 +244,6 @@ Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
         Result<std::shared_ptr<Segment>> s = TimedNewSegment(next_entry_ + i, need);
         if (!s.ok()) {
           for (auto& f : fresh) DropFresh(*f);
-          fresh.clear();
           Bump(slot_->failed_appends, 1);
           return s.status();
         }
@@ -272,7 +278,6 @@ Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
     stored += kRecordHeaderSize + size;
     compressed += (r.size_flags & kFlagZstd) ? 1 : 0;
   }
-  fresh.clear();
 
   // Publish: committed_entry last, with release; readers acquire it. Recovery trusts
   // (active_base, committed_offset) only when committed_entry shows entries in that segment.
@@ -372,6 +377,7 @@ Status Shard::SyncUpTo(uint64_t target, bool spare_tail_page, bool releasing) {
     for (auto& s : segs) {
       s->DropWrittenPages(s->data_end());
       if (st.ok()) st = env::SyncMapped(s->map(), s->data_end(), s->path());
+      if (st.ok() && ctx_->cfg.storage.drop_synced_pages) s->DropCached();
     }
     if (st.ok() && act) {
       act->DropWrittenPages(act_end);

@@ -61,6 +61,11 @@ struct Config {
     // rather than once per 4 KiB page (microseconds each under some hypervisors). A sync writes
     // a 2 MiB folio back whole, so kAuto uses it only with sync.mode=none.
     HugePages huge_pages = HugePages::kAuto;
+    // Once a sync has written a sealed segment to disk, drop its pages from the page cache
+    // (posix_fadvise(DONTNEED)), so that the kernel hands that memory, still warm, to the next
+    // segments instead of fresh pages (sync.mode interval and always; with none nothing is
+    // synced and nothing dropped). The cost: a later read of that segment comes from disk.
+    bool drop_synced_pages = true;
     // Capacity of the control region's shard table: distinct (prefix, shard) streams this
     // directory can ever hold. Fixed when the control file is created.
     uint32_t max_streams = 4096;

@@ -1,0 +1,7 @@
+// COMET_HOT marks the functions one append runs through. The compiler places them in .text.hot,
+// which the linker gathers in one place, so that an append touches a few pages of code instead
+// of one page per source file: on a machine whose kernel empties the TLB at every system call,
+// each distinct page an append touches after one costs a page walk.
+#pragma once
+
+#define COMET_HOT __attribute__((hot))
