@@ -413,17 +413,24 @@ void BM_Append_Single(benchmark::State& state, bool by_name, SyncMode mode, bool
   state.SetBytesProcessed(state.iterations() * int64_t(kEntryBytes));
 }
 
+// Opens a client through the C ABI on a fresh directory in `dir` (sync.mode none) and a
+// handle for kStream; COMET_OK or the failing call's code (comet_last_error says why).
+int OpenCStream(const TempDir& dir, comet_client** c, comet_stream** s) {
+  comet_config* cfg = comet_config_new();
+  int rc = cfg ? comet_config_set(cfg, "sync.mode", "none") : COMET_ERR_INVALID;
+  if (rc == COMET_OK) rc = comet_open(dir.Sub("data").c_str(), cfg, c);
+  comet_config_free(cfg);
+  if (rc == COMET_OK) rc = comet_stream_open(*c, kStream, s);
+  return rc;
+}
+
 // BM_Append_Single_Untimed/handle/none through the C ABI: comet_stream_append on a stream
 // handle, one entry per call.
 void BM_Append_Single_C(benchmark::State& state, const std::string& bench) {
   TempDir dir;
-  comet_config* cfg = comet_config_new();
-  int rc = cfg ? comet_config_set(cfg, "sync.mode", "none") : COMET_ERR_INVALID;
   comet_client* c = nullptr;
-  if (rc == COMET_OK) rc = comet_open(dir.Sub("data").c_str(), cfg, &c);
-  comet_config_free(cfg);
   comet_stream* s = nullptr;
-  if (rc == COMET_OK) rc = comet_stream_open(c, kStream, &s);
+  int rc = OpenCStream(dir, &c, &s);
   Payloads p;
   for (size_t i = 0; rc == COMET_OK && i < kWarmEntries; i++) {
     const void* data = p[i].data();
@@ -559,16 +566,14 @@ void BM_Append_AfterSyscall_Handle(benchmark::State& state, Sink where, const st
 void BM_Append_AfterSyscall_C(benchmark::State& state, Sink where, const std::string& key,
                               const std::string& bench) {
   TempDir dir;
-  comet_config* cfg = comet_config_new();
-  int rc = cfg ? comet_config_set(cfg, "sync.mode", "none") : COMET_ERR_INVALID;
   comet_client* c = nullptr;
-  if (rc == COMET_OK) rc = comet_open(dir.Sub("data").c_str(), cfg, &c);
-  comet_config_free(cfg);
   comet_stream* s = nullptr;
-  if (rc == COMET_OK) rc = comet_stream_open(c, kStream, &s);
+  int rc = OpenCStream(dir, &c, &s);
   const int sink = rc == COMET_OK ? OpenSink(state, dir, where) : -1;
   if (rc != COMET_OK || sink < 0) {
-    if (rc != COMET_OK) state.SkipWithError((std::string("C ABI setup: ") + comet_last_error()).c_str());
+    if (rc != COMET_OK) {
+      state.SkipWithError((std::string("C ABI setup: ") + comet_last_error()).c_str());
+    }
     if (c) comet_close(c);
     return DrainFailed(state);
   }

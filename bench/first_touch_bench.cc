@@ -17,7 +17,10 @@
 // pays it as a store does, a page the kernel has just written pays it, a second mapping of
 // cached pages pays it again, and a page mapped by one 2 MiB entry pays it once for 512 pages.
 // getrusage counts no fault for it. On bare metal and hardware-assisted paging each of these
-// figures is a few tens of nanoseconds except populate and write(2).
+// figures is a few tens of nanoseconds except populate and write(2). Where the guest hands its
+// free memory back to the host (free page reporting, ballooning), populate and write(2) of a
+// fresh page cost microseconds instead: the kernel's zeroing (or copy) is the first write to a
+// guest page the host must back again, which the recycling cases, on pages still cached, avoid.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <time.h>

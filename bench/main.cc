@@ -502,6 +502,13 @@ std::string BuildTable(const std::string& filter, const std::string& load_line, 
         {"store_after_touch", "store after the touch"},
         {"populate_huge", "MADV_POPULATE_WRITE, 2 MiB-aligned, MADV_HUGEPAGE"},
         {"store_after_populate_huge", "first store after that"},
+        {"store_same_map_after_sync", "store through the same mapping after write-back"},
+        {"populate_recycled", "MADV_POPULATE_WRITE of a second mapping of cached, written pages"},
+        {"store_recycled_after_populate", "first store after that"},
+        {"fadvise_dontneed", "posix_fadvise(DONTNEED) of written-back pages"},
+        {"populate_after_dontneed", "MADV_POPULATE_WRITE of a fresh file right after that"},
+        {"store_after_populate_after_dontneed", "first store after that"},
+        {"store_after_zap_and_repopulate", "store after MADV_DONTNEED and populate again"},
         {"anon_first", "first store into fresh anonymous memory"}};
     bool any = false;
     for (const auto& [k, label] : probe) any = any || GetFigure("probe.page." + k);
@@ -515,7 +522,9 @@ std::string BuildTable(const std::string& filter, const std::string& load_line, 
       o << "\nA first access that costs microseconds although the page is populated, that a "
            "load pays as a store does and a page the kernel has just written pays too, is the "
            "hypervisor building its own entry for the process's new page-table entry (shadow "
-           "paging); one 2 MiB entry pays it once for 512 pages.\n";
+           "paging); one 2 MiB entry pays it once for 512 pages. A populate that costs "
+           "microseconds for a fresh page but much less for a cached one is the zeroing of a "
+           "new page-cache page touching guest memory the host no longer backs.\n";
     }
   }
 

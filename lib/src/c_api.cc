@@ -87,8 +87,8 @@ int Guard(F&& f) {
 // Checks a C batch and hands it to `append` as views: on the stack for the common small batch,
 // in a per-thread buffer beyond that.
 template <class F>
-COMET_HOT int AppendBatch(const char* what, const void* const* data, const size_t* lens, size_t n,
-                F&& append) {
+COMET_HOT int AppendBatch(const char* what, const void* const* data, const size_t* lens,
+                          size_t n, F&& append) {
   if (n > 0 && (!data || !lens)) return Fail(COMET_ERR_INVALID, std::string(what) + ": null argument");
   if (n > comet::kMaxBatchEntries) {
     return Fail(COMET_ERR_INVALID, std::string(what) + ": a batch of " + std::to_string(n) +
