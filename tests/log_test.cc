@@ -342,6 +342,23 @@ TEST_F(LogTest, CompressibleEntryIsStoredSmallerAndRoundTrips) {
   EXPECT_TRUE(e.data == payload) << "compressed entry differs after reopen";
 }
 
+TEST_F(LogTest, BatchOfCompressibleEntriesKeepsEachPayload) {
+  // Every compressed entry of a batch keeps its own buffer until the batch is written, also
+  // while the thread's buffers grow (a new thread starts with none).
+  const std::string stream = "zstd:shard:0002";
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 40; i++) payloads.push_back(comet_test::CompressibleBytes(100 + i, 8 * kKiB));
+  auto c = Open();
+  ASSERT_TRUE(c);
+  std::thread([&] { AppendAll(c.get(), stream, payloads); }).join();
+  for (uint64_t i = 0; i < payloads.size(); i++) {
+    Entry e;
+    ASSERT_OK(c->Read(stream, i, &e));
+    EXPECT_TRUE(e.compressed) << "entry " << i;
+    EXPECT_TRUE(e.data == payloads[i]) << "entry " << i << " holds another entry's payload";
+  }
+}
+
 TEST_F(LogTest, EntryBelowCompressionThresholdIsStoredAsIs) {
   auto c = Open();
   ASSERT_TRUE(c);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 
 #include "clock.h"
 #include "compress.h"
@@ -214,7 +215,9 @@ COMET_HOT Status Shard::Append(std::span<const std::string_view> entries, EntryI
     const uint32_t more = i + 1 < n ? kFlagBatchMore : 0;
     uint32_t sf = static_cast<uint32_t>(e.size());
     if (cfg.compression.min_bytes > 0 && e.size() >= cfg.compression.min_bytes) {
-      thread_local std::vector<std::string> bufs;
+      // A deque: growing it never moves the buffers already filled, whose data the earlier
+      // records of this batch point at (a moved short string would take its bytes with it).
+      thread_local std::deque<std::string> bufs;
       if (bufs.size() <= used_bufs) bufs.emplace_back();
       if (Compress(e, cfg.compression.level, &bufs[used_bufs])) {
         p = bufs[used_bufs].data();
