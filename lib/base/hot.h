@@ -5,3 +5,8 @@
 #pragma once
 
 #define COMET_HOT __attribute__((hot))
+
+// COMET_HOT_PART marks a phase split out of a hot function so that it reads in parts: it is
+// always inlined into its caller, so the split costs no call. Define it in the .cc file that
+// calls it.
+#define COMET_HOT_PART __attribute__((hot, always_inline)) inline

@@ -220,6 +220,19 @@ class Shard {
   // Pre-faults segment `s` up to `upto`; false when that failed (MADV_POPULATE_WRITE refused).
   bool PrefaultTo(Segment& s, uint64_t upto, uint64_t writer);
   void Rotate(std::shared_ptr<Segment> next);
+  // The phases of Append, in order (shard_write.cc, inline there).
+  struct Written {
+    uint64_t bytes = 0, stored = 0, compressed = 0;  // as given, as stored, entries compressed
+  };
+  Status PrepareRecords(std::span<const std::string_view> entries, int64_t ts,
+                        PreparedRecord* recs);
+  Status ReserveSegments(std::span<const PreparedRecord> recs,
+                         std::vector<std::shared_ptr<Segment>>* fresh);
+  Written WriteRecords(std::span<const std::string_view> entries, const PreparedRecord* recs,
+                       int64_t ts, std::vector<std::shared_ptr<Segment>>* fresh, EntryId* ids);
+  void Publish(size_t n, const Written& w);
+  bool PrefaultDue() const;
+  Status AfterAppend(uint64_t last, bool want_prefault);
   void ScanUnless(const std::shared_ptr<Segment>& seg, Segment::State enough);
   void EnsureReady(const std::shared_ptr<Segment>& seg) { ScanUnless(seg, Segment::kUntrusted); }
   void ScanFully(const std::shared_ptr<Segment>& seg) { ScanUnless(seg, Segment::kTrusted); }

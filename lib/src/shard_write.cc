@@ -183,7 +183,6 @@ Status Shard::NotOwner() const {
 }
 
 COMET_HOT Status Shard::Append(std::span<const std::string_view> entries, EntryId* ids) {
-  const Config& cfg = ctx_->cfg;
   if (ctx_->read_only) return Status::Invalid("client is read-only; cannot append to " + name_);
   if (!writer_.load(std::memory_order_acquire)) {
     return closed_ ? Status::Closed("client is closed; cannot append to " + name_) : NotOwner();
@@ -191,9 +190,9 @@ COMET_HOT Status Shard::Append(std::span<const std::string_view> entries, EntryI
   const size_t n = entries.size();
   if (n == 0) return Status::Ok();
 
-  // Outside the lock: size checks, compression, CRCs. A small batch is prepared on the stack:
-  // an append right after a system call pays for every page it touches (a thread-local in a
-  // shared library is a call into the dynamic linker and a page of its own).
+  // A small batch is prepared on the stack: an append right after a system call pays for every
+  // page it touches (a thread-local in a shared library is a call into the dynamic linker and a
+  // page of its own).
   PreparedRecord on_stack[kRecordsOnStack];
   PreparedRecord* recs = on_stack;
   if (n > kRecordsOnStack) {
@@ -202,6 +201,26 @@ COMET_HOT Status Shard::Append(std::span<const std::string_view> entries, EntryI
     recs = large.data();
   }
   const int64_t ts = env::NowNs();
+  if (Status st = PrepareRecords(entries, ts, recs); !st.ok()) return st;
+
+  std::unique_lock lk(write_mu_);
+  if (closed_) return Status::Closed("client is closed; cannot append to " + name_);
+  if (!writer_.load(std::memory_order_relaxed)) return NotOwner();
+  if (resume_pending_) (void)ResumeActive();  // on failure, the segment is sealed: see below
+  std::vector<std::shared_ptr<Segment>> fresh;  // allocates only when a segment is made
+  if (Status st = ReserveSegments({recs, n}, &fresh); !st.ok()) return st;
+  Publish(n, WriteRecords(entries, recs, ts, &fresh, ids));
+  const uint64_t last = next_entry_;
+  const bool want_prefault = PrefaultDue();
+  lk.unlock();
+  return AfterAppend(last, want_prefault);
+}
+
+// Outside the lock: size checks, compression, CRCs.
+COMET_HOT_PART Status Shard::PrepareRecords(std::span<const std::string_view> entries,
+                                            int64_t ts, PreparedRecord* recs) {
+  const Config& cfg = ctx_->cfg;
+  const size_t n = entries.size();
   size_t used_bufs = 0;
   for (size_t i = 0; i < n; i++) {
     std::string_view e = entries[i];
@@ -228,42 +247,44 @@ COMET_HOT Status Shard::Append(std::span<const std::string_view> entries, EntryI
     sf |= more;
     recs[i] = PreparedRecord{p, sf, RecordCrc(p, sf, ts)};
   }
+  return Status::Ok();
+}
 
-  std::unique_lock lk(write_mu_);
-  if (closed_) return Status::Closed("client is closed; cannot append to " + name_);
-  if (!writer_.load(std::memory_order_relaxed)) return NotOwner();
-
-  if (resume_pending_) (void)ResumeActive();  // on failure, the segment is sealed: see below
-
-  // Get every segment this batch needs before writing anything, so that a full disk fails the
-  // batch as a whole.
-  std::vector<std::shared_ptr<Segment>> fresh;  // allocates only when a segment is made
-  {
-    bool have = active_ && !active_->sealed();
-    uint64_t off = have ? write_off_ : 0, cap = have ? active_->capacity() : 0;
-    for (size_t i = 0; i < n; i++) {
-      const uint64_t need = kRecordHeaderSize + (recs[i].size_flags & kSizeMask);
-      if (!have || off + need > cap) {
-        Result<std::shared_ptr<Segment>> s = TimedNewSegment(next_entry_ + i, need);
-        if (!s.ok()) {
-          for (auto& f : fresh) DropFresh(*f);
-          Bump(slot_->failed_appends, 1);
-          return s.status();
-        }
-        off = kSegmentHeaderSize;
-        cap = (*s)->capacity();
-        have = true;
-        fresh.push_back(std::move(*s));
+// Gets every segment the batch needs before anything is written, so that a full disk fails the
+// batch as a whole.
+COMET_HOT_PART Status Shard::ReserveSegments(std::span<const PreparedRecord> recs,
+                                             std::vector<std::shared_ptr<Segment>>* fresh) {
+  bool have = active_ && !active_->sealed();
+  uint64_t off = have ? write_off_ : 0, cap = have ? active_->capacity() : 0;
+  for (size_t i = 0; i < recs.size(); i++) {
+    const uint64_t need = kRecordHeaderSize + (recs[i].size_flags & kSizeMask);
+    if (!have || off + need > cap) {
+      Result<std::shared_ptr<Segment>> s = TimedNewSegment(next_entry_ + i, need);
+      if (!s.ok()) {
+        for (auto& f : *fresh) DropFresh(*f);
+        Bump(slot_->failed_appends, 1);
+        return s.status();
       }
-      off += need;
+      off = kSegmentHeaderSize;
+      cap = (*s)->capacity();
+      have = true;
+      fresh->push_back(std::move(*s));
     }
+    off += need;
   }
+  return Status::Ok();
+}
 
-  const uint32_t interval = cfg.index.interval;
+// Copies the records into the mapping, rotating onto the reserved segments as each fills.
+COMET_HOT_PART Shard::Written Shard::WriteRecords(std::span<const std::string_view> entries,
+                                                  const PreparedRecord* recs, int64_t ts,
+                                                  std::vector<std::shared_ptr<Segment>>* fresh,
+                                                  EntryId* ids) {
+  const uint32_t interval = ctx_->cfg.index.interval;
   size_t k = 0;
-  uint64_t bytes = 0, stored = 0, compressed = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (k < fresh.size() && fresh[k]->base() == next_entry_) Rotate(std::move(fresh[k++]));
+  Written w;
+  for (size_t i = 0; i < entries.size(); i++) {
+    if (k < fresh->size() && (*fresh)[k]->base() == next_entry_) Rotate(std::move((*fresh)[k++]));
     const PreparedRecord& r = recs[i];
     const uint32_t size = r.size_flags & kSizeMask;
     char* dst = active_->map() + write_off_;
@@ -277,12 +298,16 @@ COMET_HOT Status Shard::Append(std::span<const std::string_view> entries, EntryI
     if (ids) ids[i] = EntryId{prefix_id_, shard_, next_entry_};
     write_off_ += kRecordHeaderSize + size;
     next_entry_++;
-    bytes += entries[i].size();
-    stored += kRecordHeaderSize + size;
-    compressed += (r.size_flags & kFlagZstd) ? 1 : 0;
+    w.bytes += entries[i].size();
+    w.stored += kRecordHeaderSize + size;
+    w.compressed += (r.size_flags & kFlagZstd) ? 1 : 0;
   }
+  return w;
+}
 
-  // Publish: committed_entry last, with release; readers acquire it. Recovery trusts
+// Makes the `n` entries just written visible to readers and wakes those parked.
+COMET_HOT_PART void Shard::Publish(size_t n, const Written& w) {
+  // committed_entry last, with release; readers acquire it. Recovery trusts
   // (active_base, committed_offset) only when committed_entry shows entries in that segment.
   // The offset before the base, both with release: a reader that loads the base first gets an
   // offset of that segment, or of a later one only once the base's segment is sealed.
@@ -292,20 +317,28 @@ COMET_HOT Status Shard::Append(std::span<const std::string_view> entries, EntryI
   // waiters, then re-reads committed_entry).
   slot_->committed_entry.store(next_entry_, std::memory_order_seq_cst);
   Bump(slot_->appended_entries, n);
-  Bump(slot_->appended_bytes, bytes);
-  Bump(slot_->stored_bytes, stored);
-  if (compressed) Bump(slot_->compressed_entries, compressed);
+  Bump(slot_->appended_bytes, w.bytes);
+  Bump(slot_->stored_bytes, w.stored);
+  if (w.compressed) Bump(slot_->compressed_entries, w.compressed);
   if (slot_->waiters.load(std::memory_order_relaxed) != 0) {
     slot_->futex_seq.fetch_add(1, std::memory_order_release);
     env::FutexWake(&slot_->futex_seq, INT32_MAX);
   }
-  const uint64_t last = next_entry_;
+}
+
+// REQUIRES: write_mu_ held. Whether the writer is within half a window of the pre-faulted pages.
+COMET_HOT_PART bool Shard::PrefaultDue() const {
+  const Config& cfg = ctx_->cfg;
   const uint64_t window = std::max<uint64_t>(prefault_window_.load(std::memory_order_relaxed),
                                              cfg.storage.prefault_bytes);
-  const bool want_prefault = cfg.storage.prefault_bytes > 0 && !active_->fully_prefaulted() &&
-                             write_off_ + window / 2 > active_->populated();
-  lk.unlock();
+  return cfg.storage.prefault_bytes > 0 && !active_->fully_prefaulted() &&
+         write_off_ + window / 2 > active_->populated();
+}
 
+// Outside the lock: asks the maintainer for pages and the syncer for a sync, or syncs up to
+// entry `last` itself (sync.mode always).
+COMET_HOT_PART Status Shard::AfterAppend(uint64_t last, bool want_prefault) {
+  const Config& cfg = ctx_->cfg;
   if (want_prefault && !prefault_asked_.exchange(true, std::memory_order_relaxed)) {
     ctx_->maintainer->Notify();
   }
