@@ -259,6 +259,31 @@ class Shard {
   uint64_t RecoveryLimit(Segment& s, bool writer);
   Status LoadSegments(std::vector<std::shared_ptr<Segment>>* segs,
                       std::vector<std::string>* problems, bool writable);
+  // The phases of LoadLocked, in order (shard_recovery.cc).
+  struct Loaded {
+    std::shared_ptr<Segment> active;  // the segment appends go on in, if any
+    uint64_t next = 0, write_off = 0;  // the next entry number; the active segment's data end
+  };
+  Status AttachSlot(bool writer, Published* pub);
+  bool Recovers(bool writer) const;
+  Loaded CheckSegments(std::vector<std::shared_ptr<Segment>>* segs, const Published& pub,
+                       bool writer, bool follows_writer, std::vector<std::string>* problems);
+  uint64_t LoadDamaged(const std::vector<std::shared_ptr<Segment>>& segs, size_t i,
+                       const Published& pub, bool set_aside_if_empty,
+                       std::vector<std::string>* problems);
+  void LoadSealed(Segment& s, bool sealed_header, std::vector<std::string>* problems);
+  bool RecoverTail(const std::shared_ptr<Segment>& seg, ScanResult* r, bool writer,
+                   std::vector<std::string>* problems, Loaded* loaded);
+  std::vector<std::pair<uint64_t, uint64_t>> FindGaps(
+      const std::vector<std::shared_ptr<Segment>>& segs, bool writer,
+      std::vector<std::string>* problems);
+  void KeepAcknowledgedNumbers(const Published& pub, bool writer, Loaded* loaded,
+                               std::vector<std::pair<uint64_t, uint64_t>>* gaps,
+                               std::vector<std::string>* problems);
+  void Install(std::vector<std::shared_ptr<Segment>> segs,
+               std::vector<std::pair<uint64_t, uint64_t>> gaps, Loaded loaded, bool writer);
+  void Follow();
+  Status StartWriting(std::vector<std::string>* problems);
 
   const std::shared_ptr<ShardContext> ctx_;
   const uint32_t prefix_id_, shard_;

@@ -173,25 +173,8 @@ Status Shard::Load(std::vector<std::string>* problems, bool as_writer) {
 
 // REQUIRES: write_mu_ held.
 Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
-  const Config& cfg = ctx_->cfg;
-  // Hints from the control region: where the last writer's acknowledged data ended.
   Published pub;
-  if (ctx_->control) {
-    if (ctx_->read_only) {
-      slot_ = ctx_->control->Find(prefix_id_, shard_);
-    } else {
-      Result<ShardSlot*> s = ctx_->control->Acquire(prefix_id_, shard_);
-      if (!s.ok()) return Status(s.status().code(), name_ + ": " + s.status().message());
-      slot_ = *s;
-    }
-    if (slot_ && (!writer || !ctx_->control->fresh())) {
-      pub.entry = slot_->committed_entry.load(std::memory_order_acquire);
-      pub.offset = slot_->committed_offset.load(std::memory_order_acquire);
-      pub.base = slot_->active_base.load(std::memory_order_acquire);
-      pub.known = pub.entry > 0 || pub.offset > 0;
-    }
-  }
-
+  if (Status st = AttachSlot(writer, &pub); !st.ok()) return st;
   // Processes that may write create the shard's directory now, so that others discover the
   // stream as soon as it is registered.
   if (!ctx_->read_only) {
@@ -205,85 +188,139 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
   if (follows_writer) {
     std::erase_if(segs, [&](const auto& s) { return s->base() >= pub.entry; });
   }
-  auto seal_adoptable = [&](const Segment& s) {
-    return !follows_writer || s.SealCommitted(s.header().sealed_count, pub.entry);
-  };
+  Loaded loaded = CheckSegments(&segs, pub, writer, follows_writer, problems);
+  std::vector<std::pair<uint64_t, uint64_t>> gaps = FindGaps(segs, writer, problems);
+  KeepAcknowledgedNumbers(pub, writer, &loaded, &gaps, problems);
+  Install(std::move(segs), std::move(gaps), std::move(loaded), writer);
+  if (!writer) {
+    Follow();
+    return Status::Ok();
+  }
+  return StartWriting(problems);
+}
 
-  // Whoever recovers (a writer, or a reader with no writer live) sees no batch cut short.
+// Finds or takes this shard's slot in the control region, and reads from it the hints of where
+// the last writer's acknowledged data ended.
+Status Shard::AttachSlot(bool writer, Published* pub) {
+  if (!ctx_->control) return Status::Ok();
+  if (ctx_->read_only) {
+    slot_ = ctx_->control->Find(prefix_id_, shard_);
+  } else {
+    Result<ShardSlot*> s = ctx_->control->Acquire(prefix_id_, shard_);
+    if (!s.ok()) return Status(s.status().code(), name_ + ": " + s.status().message());
+    slot_ = *s;
+  }
+  if (slot_ && (!writer || !ctx_->control->fresh())) {
+    pub->entry = slot_->committed_entry.load(std::memory_order_acquire);
+    pub->offset = slot_->committed_offset.load(std::memory_order_acquire);
+    pub->base = slot_->active_base.load(std::memory_order_acquire);
+    pub->known = pub->entry > 0 || pub->offset > 0;
+  }
+  return Status::Ok();
+}
+
+// Whoever recovers (a writer, or a reader with no writer live) sees no batch cut short, and no
+// entry number handed out twice.
+bool Shard::Recovers(bool writer) const {
+  return writer || (ctx_->read_only && !ctx_->writer_live);
+}
+
+// Takes each listed segment for what it is: damaged, sealed, or the last writer's active one,
+// whose tail is recovered.
+Shard::Loaded Shard::CheckSegments(std::vector<std::shared_ptr<Segment>>* segs,
+                                   const Published& pub, bool writer, bool follows_writer,
+                                   std::vector<std::string>* problems) {
   uint64_t tail_limit = kNotSealed;
   std::optional<ScanResult> tail_scan;
-  if (writer || (ctx_->read_only && !ctx_->writer_live)) {
-    tail_limit = DropUnfinishedBatch(&segs, pub, writer, problems, &tail_scan);
-  }
-
-  uint64_t next = 0;
-  std::shared_ptr<Segment> active;
-  uint64_t write_off = 0;
-  for (size_t i = 0; i < segs.size(); i++) {
-    Segment& s = *segs[i];
-    const bool last = i + 1 == segs.size();
-    const std::string idx = SegmentPath(s.base(), "idx");
+  if (Recovers(writer)) tail_limit = DropUnfinishedBatch(segs, pub, writer, problems, &tail_scan);
+  Loaded loaded;
+  for (size_t i = 0; i < segs->size(); i++) {
+    Segment& s = *(*segs)[i];
+    const bool last = i + 1 == segs->size();
     if (!s.header_error().empty()) {
-      const uint64_t count = DamagedCount(segs, i, pub.acked());
-      s.MarkSealed(count, s.map_len());
-      problems->push_back(s.header_error() + "; " + EntryRange(s.base(), count) + " unreadable");
-      CountCorrupt(count);
-      if (writer && last && count == 0) SetAside(s, problems);
-      next = s.base() + count;
+      loaded.next = LoadDamaged(*segs, i, pub, writer && last, problems);
       continue;
     }
-    if (s.header().sealed && s.header().sealed_end <= s.map_len() &&
-        s.header().sealed_end >= kSegmentHeaderSize && seal_adoptable(s)) {
-      s.MarkSealed(s.header().sealed_count, s.header().sealed_end);
-      if (s.LoadIndexFile(idx)) s.set_state(Segment::kUntrusted);
-    } else if (!last && s.LoadIndexFile(idx)) {
-      s.set_state(Segment::kUntrusted);
-    } else if (!last) {
-      ScanResult r = s.Scan(s.map_len(), ScanHints{});
-      for (auto& p : r.problems) problems->push_back(p);
-      CountCorrupt(r.bad.size());
-      s.MarkSealed(r.count, r.end);
-      s.AdoptScan(&r);
+    const bool sealed = s.header().sealed && s.header().sealed_end <= s.map_len() &&
+                        s.header().sealed_end >= kSegmentHeaderSize &&
+                        (!follows_writer || s.SealCommitted(s.header().sealed_count, pub.entry));
+    if (sealed || !last) {
+      LoadSealed(s, sealed, problems);
     } else {
-      // The active segment of the last writer: recover its tail.
       ScanResult r = tail_scan ? std::move(*tail_scan)
                                : s.Scan(std::min(RecoveryLimit(s, writer), tail_limit), pub.For(s));
-      for (auto& p : r.problems) problems->push_back(p);
-      CountCorrupt(r.bad.size());
-      s.AdoptScan(&r);
-      if (r.torn) {
-        torn_.fetch_add(1, std::memory_order_relaxed);
-        if (writer) ctx_->control->header()->torn_tails.fetch_add(1);
-        problems->push_back("segment " + s.rel() + ": torn record at offset " +
-                            std::to_string(r.torn_at) + " (entry " +
-                            std::to_string(s.base() + r.count) +
-                            ", never acknowledged) removed");
-      }
-      if (!writer) {
-        s.set_data_end(r.end);
-        next = s.base() + r.count;
-        active = segs[i];
-        write_off = r.end;
-        continue;
-      }
-      // A damaged segment is sealed as it is, so its damage map never changes under readers;
-      // appends go on in a new segment.
-      // So is a segment of an older format version: appends go on in a new one.
-      // It stays active, to be extended for appending by ResumeActive below or on its first
-      // append.
-      if (r.bad.empty() && r.end <= cfg.storage.max_segment_bytes &&
-          s.header().major == kFormatMajor) {
-        active = segs[i];
-        write_off = r.end;
-        next = s.base() + r.count;
-        continue;
-      }
-      s.SealAt(r.count, r.end);
+      if (RecoverTail((*segs)[i], &r, writer, problems, &loaded)) continue;
     }
-    next = s.base() + s.sealed_count();
+    loaded.next = s.base() + s.sealed_count();
   }
+  return loaded;
+}
 
-  // Gaps between segments; overlaps are corruption (the later header wins).
+// A segment whose header is unreadable: sealed over the entries it must have held, all counted
+// as corrupt. An empty one at the end is set aside by a writer. Returns the next entry number.
+uint64_t Shard::LoadDamaged(const std::vector<std::shared_ptr<Segment>>& segs, size_t i,
+                            const Published& pub, bool set_aside_if_empty,
+                            std::vector<std::string>* problems) {
+  Segment& s = *segs[i];
+  const uint64_t count = DamagedCount(segs, i, pub.acked());
+  s.MarkSealed(count, s.map_len());
+  problems->push_back(s.header_error() + "; " + EntryRange(s.base(), count) + " unreadable");
+  CountCorrupt(count);
+  if (set_aside_if_empty && count == 0) SetAside(s, problems);
+  return s.base() + count;
+}
+
+// A segment no longer written: sealed as its header says (when `sealed_header`), else as far as
+// its index file or a scan finds records.
+void Shard::LoadSealed(Segment& s, bool sealed_header, std::vector<std::string>* problems) {
+  const std::string idx = SegmentPath(s.base(), "idx");
+  if (sealed_header) s.MarkSealed(s.header().sealed_count, s.header().sealed_end);
+  if (s.LoadIndexFile(idx)) {
+    s.set_state(Segment::kUntrusted);
+    return;
+  }
+  if (sealed_header) return;
+  ScanResult r = s.Scan(s.map_len(), ScanHints{});
+  for (auto& p : r.problems) problems->push_back(p);
+  CountCorrupt(r.bad.size());
+  s.MarkSealed(r.count, r.end);
+  s.AdoptScan(&r);
+}
+
+// The active segment of the last writer, scanned as `r`: its tail is recovered. Returns true
+// when it stays active (in `loaded`), false when it is sealed as it is.
+bool Shard::RecoverTail(const std::shared_ptr<Segment>& seg, ScanResult* r, bool writer,
+                        std::vector<std::string>* problems, Loaded* loaded) {
+  Segment& s = *seg;
+  for (auto& p : r->problems) problems->push_back(p);
+  CountCorrupt(r->bad.size());
+  s.AdoptScan(r);
+  if (r->torn) {
+    torn_.fetch_add(1, std::memory_order_relaxed);
+    if (writer) ctx_->control->header()->torn_tails.fetch_add(1);
+    problems->push_back("segment " + s.rel() + ": torn record at offset " +
+                        std::to_string(r->torn_at) + " (entry " +
+                        std::to_string(s.base() + r->count) + ", never acknowledged) removed");
+  }
+  if (!writer) s.set_data_end(r->end);
+  // A writer seals a damaged segment as it is, so its damage map never changes under readers,
+  // and so one of an older format version: appends go on in a new segment. Any other stays
+  // active, to be extended for appending by StartWriting or on its first append.
+  if (writer && (!r->bad.empty() || r->end > ctx_->cfg.storage.max_segment_bytes ||
+                 s.header().major != kFormatMajor)) {
+    s.SealAt(r->count, r->end);
+    return false;
+  }
+  loaded->active = seg;
+  loaded->write_off = r->end;
+  loaded->next = s.base() + r->count;
+  return true;
+}
+
+// Gaps between segments; overlaps are corruption (the later header wins).
+std::vector<std::pair<uint64_t, uint64_t>> Shard::FindGaps(
+    const std::vector<std::shared_ptr<Segment>>& segs, bool writer,
+    std::vector<std::string>* problems) {
   std::vector<std::pair<uint64_t, uint64_t>> gaps;
   for (size_t i = 0; i + 1 < segs.size(); i++) {
     uint64_t end = segs[i]->base() + segs[i]->sealed_count();
@@ -300,46 +337,64 @@ Status Shard::LoadLocked(std::vector<std::string>* problems, bool writer) {
       segs[i]->MarkSealed(nb - segs[i]->base(), segs[i]->data_end());
     }
   }
-  // The control region remembers more acknowledged entries than the segments hold (the newest
-  // segment files are gone): they are a reported gap, and their numbers are never handed out
-  // again. A reader sees the same when no writer is live (a live one has seen it already).
-  if (pub.known && pub.entry > next && (writer || (ctx_->read_only && !ctx_->writer_live))) {
-    problems->push_back(name_ + ": entries " + std::to_string(next) + ".." +
-                        std::to_string(pub.entry - 1) +
-                        " were acknowledged but no segment holds them; numbering continues at " +
-                        std::to_string(pub.entry));
-    if (writer) ctx_->control->header()->gaps.fetch_add(1);
-    if (writer && active) {
-      active->SealAt(next - active->base(), write_off);
-      active.reset();
-    }
-    gaps.emplace_back(next, pub.entry);
-    next = pub.entry;
-  }
+  return gaps;
+}
 
+// The control region remembers more acknowledged entries than the segments hold (the newest
+// segment files are gone): they are a reported gap, and their numbers are never handed out
+// again. A reader sees the same when no writer is live (a live one has seen it already).
+void Shard::KeepAcknowledgedNumbers(const Published& pub, bool writer, Loaded* loaded,
+                                    std::vector<std::pair<uint64_t, uint64_t>>* gaps,
+                                    std::vector<std::string>* problems) {
+  const uint64_t next = loaded->next;
+  if (!pub.known || pub.entry <= next || !Recovers(writer)) return;
+  problems->push_back(name_ + ": entries " + std::to_string(next) + ".." +
+                      std::to_string(pub.entry - 1) +
+                      " were acknowledged but no segment holds them; numbering continues at " +
+                      std::to_string(pub.entry));
+  if (writer) ctx_->control->header()->gaps.fetch_add(1);
+  if (writer && loaded->active) {
+    loaded->active->SealAt(next - loaded->active->base(), loaded->write_off);
+    loaded->active.reset();
+  }
+  gaps->emplace_back(next, pub.entry);
+  loaded->next = pub.entry;
+}
+
+// Makes what the load found the shard's state.
+void Shard::Install(std::vector<std::shared_ptr<Segment>> segs,
+                    std::vector<std::pair<uint64_t, uint64_t>> gaps, Loaded loaded, bool writer) {
   {
     std::unique_lock lk(list_mu_);
     segments_ = std::move(segs);
     gaps_ = std::move(gaps);
   }
-  next_entry_ = next;
-  active_ = active;
+  next_entry_ = loaded.next;
+  active_ = std::move(loaded.active);
   active_room_ = 0;
-  write_off_ = write_off;
+  write_off_ = loaded.write_off;
   resume_pending_ = writer && active_ && !active_->sealed();
   if (active_) {
-    const uint32_t interval = cfg.index.interval;
-    until_node_ = static_cast<uint32_t>((interval - (next - active_->base()) % interval) % interval);
+    const uint32_t interval = ctx_->cfg.index.interval;
+    until_node_ =
+        static_cast<uint32_t>((interval - (next_entry_ - active_->base()) % interval) % interval);
   }
-  if (!writer) {
-    active_.reset();
-    // A follower reads what the writer publishes. A read-only client that found no writer live
-    // recovered the entries itself: it reads those, and follows a writer that arrives later.
-    local_committed_.store(next, std::memory_order_release);
-    floor_ = ctx_->read_only && !ctx_->writer_live ? next : 0;
-    committed_ = slot_ ? &slot_->committed_entry : &local_committed_;
-    return Status::Ok();
-  }
+}
+
+// A follower reads what the writer publishes. A read-only client that found no writer live
+// recovered the entries itself: it reads those, and follows a writer that arrives later.
+void Shard::Follow() {
+  active_.reset();
+  local_committed_.store(next_entry_, std::memory_order_release);
+  floor_ = ctx_->read_only && !ctx_->writer_live ? next_entry_ : 0;
+  committed_ = slot_ ? &slot_->committed_entry : &local_committed_;
+}
+
+// The writer takes over from the load: the active segment ready, what recovery kept durable,
+// and the control region's publication and sync state reset to it.
+Status Shard::StartWriting(std::vector<std::string>* problems) {
+  const Config& cfg = ctx_->cfg;
+  const uint64_t next = next_entry_;
   // A cleanly closed segment ends at its data and is extended on its first append, so that
   // opening a directory of idle streams reserves, maps and pre-faults nothing. A crash left the
   // room in place (and perhaps a torn tail past the data): that one is extended now.
