@@ -208,7 +208,8 @@ std::string LoadLine(const CpuSample& s, const CpuSample& e) {
   return o.str();
 }
 
-std::string BuildTable(const std::string& filter, const std::string& load_line, int reps) {
+// The headline rows: appends, batches, shards and reads, each against its baseline.
+std::vector<Row> HeadlineRows() {
   const double kGoSingleNs = 1700;
   std::vector<Row> rows;
   auto lat = [&](std::string figure, std::string key, std::optional<double> target,
@@ -253,30 +254,6 @@ std::string BuildTable(const std::string& filter, const std::string& load_line, 
   }
   rate("batched append, batch 100 (sync interval)", "append.batch100.interval.items_per_s", 20e6,
        "write2.batch100.items_per_s", "writev(2) of 100 × 100 B");
-  // Against the original's method on this machine: records framed in a user-space buffer and
-  // written with write(2), run just before each Comet batch benchmark in every pass.
-  std::vector<Row> orig_rows;
-  for (std::string b : {"100", "1000"}) {
-    const std::string k = "append.batch" + b + ".none", base = "write2.framed.batch" + b;
-    orig_rows.push_back({"batched append, batch " + b + " (sync none)", Kind::kRate,
-                         Fig(k + ".items_per_s"), std::nullopt, Fig(base + ".items_per_s"),
-                         "write(2) per batch", Fig(k + ".vs_" + base), 2.0});
-  }
-  orig_rows.push_back({"batched append, batch 100 (sync interval)", Kind::kRate,
-                       Fig("append.batch100.interval.items_per_s"), std::nullopt,
-                       Fig("write2.framed.batch100.items_per_s"), "write(2) per batch",
-                       Fig("append.batch100.interval.vs_write2.framed.batch100"), 2.0});
-  for (std::string f : {"4k", "64k"}) {
-    orig_rows.push_back({"batched append, batch 100 (sync none)", Kind::kRate,
-                         Fig("append.batch100.none.items_per_s"), std::nullopt,
-                         Fig("write2.framed." + f + ".items_per_s"),
-                         "write(2) per " + std::string(f == "4k" ? "4" : "64") + " KiB buffered"});
-  }
-  for (std::string b : {"100", "1000"}) {
-    orig_rows.push_back({"process CPU per entry, batch " + b + " (sync none; every thread)",
-                         Kind::kLatency, Fig("append.batch" + b + ".none.cpu_ns"), std::nullopt,
-                         Fig("write2.framed.batch" + b + ".cpu_ns"), "write(2) per batch"});
-  }
   for (int s : {1, 4, 64}) {
     std::string ss = std::to_string(s);
     rate(ss + " shard" + (s > 1 ? "s" : "") + ", round robin, batch 100 (sync none)",
@@ -292,243 +269,297 @@ std::string BuildTable(const std::string& filter, const std::string& load_line, 
       "pread.random.mean_ns", "pread(2) 116 B");
   lat("random read by id, mean (name)", "read.random.name.mean_ns", std::nullopt,
       "pread.random.mean_ns", "pread(2) 116 B");
+  return rows;
+}
 
-  // Multi-process section: real processes (fork) sharing one directory.
-  std::vector<Row> mp_rows;
-  {
-    auto scaled = [](const char* key, double k) -> std::optional<double> {
-      const Figure* f = GetFigure(key);
-      if (!f) return std::nullopt;
-      return f->value * k;
-    };
-    const std::string sm = "single-mode process, same harness";
-    for (int n : {1, 2}) {
-      const std::string k = "mp.append.multi" + std::to_string(n);
-      const std::string who = n == 1 ? "1 writer process" : "2 writer processes";
-      mp_rows.push_back({"multi-process single append 100 B p50, " + who + " (sync none)",
-                         Kind::kLatency, Fig(k + ".p50"),
-                         scaled("mp.append.single_mode.p50", 1.5),
-                         Fig("mp.append.single_mode.p50"), sm + " p50"});
-      mp_rows.push_back({"multi-process single append 100 B p99, " + who, Kind::kLatency,
-                         Fig(k + ".p99"), std::nullopt, Fig("mp.append.single_mode.p99"),
-                         sm + " p99"});
-      mp_rows.push_back({"multi-process single append 100 B p99.9, " + who, Kind::kLatency,
-                         Fig(k + ".p999"), std::nullopt, Fig("mp.append.single_mode.p999"),
-                         sm + " p99.9"});
-    }
-    mp_rows.push_back({"multi-process single append 100 B p50, 2 writer processes",
-                       Kind::kLatency, Fig("mp.append.multi2.p50"), std::nullopt,
-                       Fixed(33000), "Go original, multi-process"});
-    mp_rows.push_back({"single-mode process single append 100 B p50 (the reference above)",
-                       Kind::kLatency, Fig("mp.append.single_mode.p50"), std::nullopt,
-                       Fig("append.single.handle.none.p50"), "in-process benchmark p50"});
-    mp_rows.push_back({"batched append, batch 100, 1 writer process (multi, sync none)",
-                       Kind::kRate, Fig("mp.batch100.multi1.items_per_s"), std::nullopt,
-                       Fig("append.batch100.none.items_per_s"), "single mode, in-process"});
-    mp_rows.push_back({"batched append, batch 100, 2 writer processes, total", Kind::kRate,
-                       Fig("mp.batch100.multi2.items_per_s"),
-                       scaled("mp.batch100.multi1.items_per_s", 1.7),
-                       Fig("mp.batch100.multi1.items_per_s"), "1 writer process"});
-    mp_rows.push_back({"write→read across processes p50, spinning reader", Kind::kLatency,
-                       Fig("mp.w2r.spin.p50"), 2000, Fig("mp.floor.spin.p50"),
-                       "shared-page store→spin p50"});
-    mp_rows.push_back({"write→read across processes p99, spinning reader", Kind::kLatency,
-                       Fig("mp.w2r.spin.p99"), std::nullopt, Fig("mp.floor.spin.p99"),
-                       "shared-page store→spin p99"});
-    mp_rows.push_back({"write→read across processes p50, parked reader (Iterator::Wait)",
-                       Kind::kLatency, Fig("mp.w2r.park.p50"), 50000, Fig("mp.floor.futex.p50"),
-                       "FUTEX_WAKE→woken p50"});
-    mp_rows.push_back({"write→read across processes p99, parked reader (Iterator::Wait)",
-                       Kind::kLatency, Fig("mp.w2r.park.p99"), std::nullopt,
-                       Fig("mp.floor.futex.p99"), "FUTEX_WAKE→woken p99"});
+// Against the original's method on this machine: records framed in a user-space buffer and
+// written with write(2), run just before each Comet batch benchmark in every pass.
+std::vector<Row> OriginalMethodRows() {
+  std::vector<Row> rows;
+  for (std::string b : {"100", "1000"}) {
+    const std::string k = "append.batch" + b + ".none", base = "write2.framed.batch" + b;
+    rows.push_back({"batched append, batch " + b + " (sync none)", Kind::kRate,
+                         Fig(k + ".items_per_s"), std::nullopt, Fig(base + ".items_per_s"),
+                         "write(2) per batch", Fig(k + ".vs_" + base), 2.0});
   }
+  rows.push_back({"batched append, batch 100 (sync interval)", Kind::kRate,
+                       Fig("append.batch100.interval.items_per_s"), std::nullopt,
+                       Fig("write2.framed.batch100.items_per_s"), "write(2) per batch",
+                       Fig("append.batch100.interval.vs_write2.framed.batch100"), 2.0});
+  for (std::string f : {"4k", "64k"}) {
+    rows.push_back({"batched append, batch 100 (sync none)", Kind::kRate,
+                         Fig("append.batch100.none.items_per_s"), std::nullopt,
+                         Fig("write2.framed." + f + ".items_per_s"),
+                         "write(2) per " + std::string(f == "4k" ? "4" : "64") + " KiB buffered"});
+  }
+  for (std::string b : {"100", "1000"}) {
+    rows.push_back({"process CPU per entry, batch " + b + " (sync none; every thread)",
+                         Kind::kLatency, Fig("append.batch" + b + ".none.cpu_ns"), std::nullopt,
+                         Fig("write2.framed.batch" + b + ".cpu_ns"), "write(2) per batch"});
+  }
+  return rows;
+}
 
-  std::ostringstream o;
-  bool header_done = false;
-  auto table_header = [&] {
-    if (header_done) return;
-    o << "| figure | Comet | target | baseline | ratio |\n";
-    o << "| --- | ---: | --- | --- | ---: |\n";
-    header_done = true;
+// Multi-process rows: real processes (fork) sharing one directory.
+std::vector<Row> MultiProcessRows() {
+  std::vector<Row> rows;
+  auto scaled = [](const char* key, double k) -> std::optional<double> {
+    const Figure* f = GetFigure(key);
+    if (!f) return std::nullopt;
+    return f->value * k;
   };
-  auto print_rows = [&](const std::vector<Row>& rs) {
+  const std::string sm = "single-mode process, same harness";
+  for (int n : {1, 2}) {
+    const std::string k = "mp.append.multi" + std::to_string(n);
+    const std::string who = n == 1 ? "1 writer process" : "2 writer processes";
+    rows.push_back({"multi-process single append 100 B p50, " + who + " (sync none)",
+                       Kind::kLatency, Fig(k + ".p50"),
+                       scaled("mp.append.single_mode.p50", 1.5),
+                       Fig("mp.append.single_mode.p50"), sm + " p50"});
+    rows.push_back({"multi-process single append 100 B p99, " + who, Kind::kLatency,
+                       Fig(k + ".p99"), std::nullopt, Fig("mp.append.single_mode.p99"),
+                       sm + " p99"});
+    rows.push_back({"multi-process single append 100 B p99.9, " + who, Kind::kLatency,
+                       Fig(k + ".p999"), std::nullopt, Fig("mp.append.single_mode.p999"),
+                       sm + " p99.9"});
+  }
+  rows.push_back({"multi-process single append 100 B p50, 2 writer processes",
+                     Kind::kLatency, Fig("mp.append.multi2.p50"), std::nullopt,
+                     Fixed(33000), "Go original, multi-process"});
+  rows.push_back({"single-mode process single append 100 B p50 (the reference above)",
+                     Kind::kLatency, Fig("mp.append.single_mode.p50"), std::nullopt,
+                     Fig("append.single.handle.none.p50"), "in-process benchmark p50"});
+  rows.push_back({"batched append, batch 100, 1 writer process (multi, sync none)",
+                     Kind::kRate, Fig("mp.batch100.multi1.items_per_s"), std::nullopt,
+                     Fig("append.batch100.none.items_per_s"), "single mode, in-process"});
+  rows.push_back({"batched append, batch 100, 2 writer processes, total", Kind::kRate,
+                     Fig("mp.batch100.multi2.items_per_s"),
+                     scaled("mp.batch100.multi1.items_per_s", 1.7),
+                     Fig("mp.batch100.multi1.items_per_s"), "1 writer process"});
+  rows.push_back({"write→read across processes p50, spinning reader", Kind::kLatency,
+                     Fig("mp.w2r.spin.p50"), 2000, Fig("mp.floor.spin.p50"),
+                     "shared-page store→spin p50"});
+  rows.push_back({"write→read across processes p99, spinning reader", Kind::kLatency,
+                     Fig("mp.w2r.spin.p99"), std::nullopt, Fig("mp.floor.spin.p99"),
+                     "shared-page store→spin p99"});
+  rows.push_back({"write→read across processes p50, parked reader (Iterator::Wait)",
+                     Kind::kLatency, Fig("mp.w2r.park.p50"), 50000, Fig("mp.floor.futex.p50"),
+                     "FUTEX_WAKE→woken p50"});
+  rows.push_back({"write→read across processes p99, parked reader (Iterator::Wait)",
+                     Kind::kLatency, Fig("mp.w2r.park.p99"), std::nullopt,
+                     Fig("mp.floor.futex.p99"), "FUTEX_WAKE→woken p99"});
+  return rows;
+}
+
+// Whether a filtered run measured any of these rows.
+bool AnyMeasured(const std::vector<Row>& rs) {
+  for (const Row& r : rs)
+    if (r.comet.v) return true;
+  return false;
+}
+
+// A section's table of rows, its header written before its first line.
+class RowTable {
+ public:
+  RowTable(std::ostream& o, const std::string& filter) : o_(o), filter_(filter) {}
+
+  void Rows(const std::vector<Row>& rs) {
     for (const Row& r : rs) {
       // A filtered run shows only what it measured; a full run shows failures as n/a.
-      if (!r.comet.v && !filter.empty()) continue;
-      table_header();
+      if (!r.comet.v && !filter_.empty()) continue;
+      Header();
       std::string comet = r.comet.v ? FmtValue(r.kind, *r.comet.v) : "n/a";
       if (r.comet.v && r.comet.runs > 1)
         comet += " (" + FmtRange(r.kind, *r.comet.v, r.comet.lo, r.comet.hi) + ")";
       std::string base = r.baseline.v ? FmtValue(r.kind, *r.baseline.v) + " " + r.baseline_name
                                       : "n/a (" + r.baseline_name + ")";
-      o << "| " << r.figure << " | " << comet << " | " << TargetCell(r) << " | " << base
-        << " | " << RatioCell(r) << " |\n";
+      o_ << "| " << r.figure << " | " << comet << " | " << TargetCell(r) << " | " << base
+         << " | " << RatioCell(r) << " |\n";
     }
-  };
-  auto any_measured = [](const std::vector<Row>& rs) {
-    for (const Row& r : rs)
-      if (r.comet.v) return true;
-    return false;
-  };
-  print_rows(rows);
-  // Baselines on their own.
-  auto base_row = [&](const std::string& figure, Kind k, const std::string& key) {
+  }
+
+  // A baseline on its own.
+  void Baseline(const std::string& figure, Kind k, const std::string& key) {
     const Figure* f = GetFigure(key);
-    if (!f && !filter.empty()) return;
-    table_header();
-    o << "| " << figure << " | — | — | " << (f ? FmtValue(k, f->value) : "n/a") << " | — |\n";
+    if (!f && !filter_.empty()) return;
+    Header();
+    o_ << "| " << figure << " | — | — | " << (f ? FmtValue(k, f->value) : "n/a") << " | — |\n";
+  }
+
+ private:
+  void Header() {
+    if (header_done_) return;
+    o_ << "| figure | Comet | target | baseline | ratio |\n";
+    o_ << "| --- | ---: | --- | --- | ---: |\n";
+    header_done_ = true;
+  }
+
+  std::ostream& o_;
+  const std::string& filter_;
+  bool header_done_ = false;
+};
+
+// The headline rows, then the baselines and floors on their own.
+void WriteHeadline(std::ostream& o, const std::string& filter) {
+  RowTable t(o, filter);
+  t.Rows(HeadlineRows());
+  t.Baseline("baseline: write(2) 100 B O_APPEND p50", Kind::kLatency, "write2.single.p50");
+  t.Baseline("baseline: write(2) 100 B O_APPEND p99.9", Kind::kLatency, "write2.single.p999");
+  t.Baseline("floor: memcpy 100 B into a faulted buffer", Kind::kLatency, "floor.memcpy.mean_ns");
+  t.Baseline("floor: CRC32C of 100 B (SSE4.2)", Kind::kLatency, "floor.crc.mean_ns");
+  t.Baseline("floor: clock_gettime(CLOCK_REALTIME)", Kind::kLatency, "floor.clock.mean_ns");
+  t.Baseline("floor: one 116 B record (clock+header+memcpy+CRC)", Kind::kLatency,
+            "floor.record.mean_ns");
+}
+
+void WriteOriginalMethod(std::ostream& o, const std::string& filter) {
+  const std::vector<Row> rows = OriginalMethodRows();
+  if (!filter.empty() && !AnyMeasured(rows)) return;
+  o << "\n### Against the original's method, measured here (framed records, write(2))\n\n";
+  RowTable(o, filter).Rows(rows);
+  o << "\nThe original appends into a user-space buffer and hands it to the kernel with "
+       "write(2). The baseline does the same with Comet's own framing (16-byte header, "
+       "CRC32C, batch flag) into an O_APPEND file, flushing once per batch or whenever 4 KiB "
+       "or 64 KiB are buffered; each Comet batch benchmark runs right after its baseline in "
+       "every pass, and the ratio is the median (range) of those neighbouring pairs. CPU per "
+       "entry is the whole process's user+system time (Comet's pre-fault thread included; "
+       "kernel writeback threads in neither).\n";
+}
+
+void WriteMultiProcess(std::ostream& o, const std::string& filter) {
+  const std::vector<Row> rows = MultiProcessRows();
+  if (!filter.empty() && !AnyMeasured(rows)) return;
+  o << "\n### Multi-process (fork()ed processes sharing one directory, concurrency.mode=multi)\n\n";
+  RowTable(o, filter).Rows(rows);
+  o << "\nEach process is a fork() of the benchmark that opens its own client; writers append "
+       "only to shards they own (PickStream over 8 shards, checked by a probe append), start "
+       "together on a CLOCK_MONOTONIC start time sent through a pipe and report through pipes. "
+       "Targets: multi-process p50 ≤ 1.5 × the single-mode process's p50 from the same run; "
+       "2 writer processes ≥ 1.7 × 1. Write→read: the entry carries its CLOCK_MONOTONIC send "
+       "time; the spinning reader busy-polls Iterator::Next (the writer sends the next entry "
+       "once the previous one was seen), the parked one sleeps in Iterator::Wait while the "
+       "writer sleeps 1 ms between appends. Baselines: the same hand-off through a shared page "
+       "without Comet (store→spin, and FUTEX_WAKE of a reader in FUTEX_WAIT).\n";
+  // GetFigure's result is only valid until its next call.
+  auto value = [](const char* key) {
+    const Figure* f = GetFigure(key);
+    return f ? f->value : 0.0;
   };
-  base_row("baseline: write(2) 100 B O_APPEND p50", Kind::kLatency, "write2.single.p50");
-  base_row("baseline: write(2) 100 B O_APPEND p99.9", Kind::kLatency, "write2.single.p999");
-  base_row("floor: memcpy 100 B into a faulted buffer", Kind::kLatency, "floor.memcpy.mean_ns");
-  base_row("floor: CRC32C of 100 B (SSE4.2)", Kind::kLatency, "floor.crc.mean_ns");
-  base_row("floor: clock_gettime(CLOCK_REALTIME)", Kind::kLatency, "floor.clock.mean_ns");
-  base_row("floor: one 116 B record (clock+header+memcpy+CRC)", Kind::kLatency,
-           "floor.record.mean_ns");
+  const double cpus1 = value("mp.batch100.multi1.cpus");
+  const double rate1 = value("mp.batch100.multi1.items_per_s");
+  const double cpus2 = value("mp.batch100.multi2.cpus");
+  const double rate2 = value("mp.batch100.multi2.items_per_s");
+  if (cpus1 > 0 && cpus2 > 0 && rate1 > 0 && rate2 > 0)
+    o << "Batched writers kept " << Fmt("%.2f", cpus1) << " CPUs busy with 1 process (its "
+      << "appending thread and its pre-fault thread; " << Fmt("%.0f", cpus1 * 1e9 / rate1)
+      << " CPU-ns per entry) and " << Fmt("%.2f", cpus2) << " with 2 ("
+      << Fmt("%.0f", cpus2 * 1e9 / rate2) << " CPU-ns per entry) on "
+      << sysconf(_SC_NPROCESSORS_ONLN) << " CPUs: the 2-process figure is CPU-bound, and 1.7× "
+      << "needs one process to use no more than " << Fmt("%.2f", 2 / 1.7)
+      << " CPUs at the same cost per entry.\n";
+}
 
-  if (filter.empty() || any_measured(orig_rows)) {
-    o << "\n### Against the original's method, measured here (framed records, write(2))\n\n";
-    header_done = false;
-    print_rows(orig_rows);
-    o << "\nThe original appends into a user-space buffer and hands it to the kernel with "
-         "write(2). The baseline does the same with Comet's own framing (16-byte header, "
-         "CRC32C, batch flag) into an O_APPEND file, flushing once per batch or whenever 4 KiB "
-         "or 64 KiB are buffered; each Comet batch benchmark runs right after its baseline in "
-         "every pass, and the ratio is the median (range) of those neighbouring pairs. CPU per "
-         "entry is the whole process's user+system time (Comet's pre-fault thread included; "
-         "kernel writeback threads in neither).\n";
+// Observing appends: USDT sites detached, the export map, comet probe attached.
+void WriteProbes(std::ostream& o) {
+  auto cpu = [](const std::string& key) -> std::optional<double> {
+    const Figure* f = GetFigure(key);
+    if (!f) return std::nullopt;
+    return f->value;
+  };
+  auto delta = [&](const std::string& a, const std::string& b) -> std::optional<double> {
+    auto x = cpu(a), y = cpu(b);
+    if (!x || !y) return std::nullopt;
+    return *x - *y;
+  };
+  struct ProbeRow {
+    std::string figure;
+    std::optional<double> ns;
+    std::optional<double> target;
+  };
+  const std::string sites = "probe.sites.", app = "probe.append.";
+  std::vector<ProbeRow> pr = {
+      {"USDT sites with nothing attached, per append, around an append's floor (copy + CRC)",
+       delta(sites + "floor.detached.cpu_ns", sites + "floor.none.cpu_ns"), 1},
+      {"USDT sites with nothing attached, per append, around an empty call",
+       delta(sites + "empty.detached.cpu_ns", sites + "empty.none.cpu_ns"), std::nullopt},
+      {"single append 100 B, probes detached, export off (thread CPU per append)",
+       cpu(app + "detached.cpu_ns"), std::nullopt},
+      {"export map on: added cost per append (interleaved A/B, fastest chunks)",
+       delta("probe.export_ab.on.cpu_ns", "probe.export_ab.off.cpu_ns"), 10},
+      {"single append 100 B, export map on (separate run)", cpu(app + "export.cpu_ns"),
+       std::nullopt},
+      {"comet probe attached: single append 100 B (thread CPU, traps included)",
+       cpu(app + "attached.cpu_ns"), std::nullopt},
+  };
+  pr.push_back({"comet probe attached, metrics.probe_sample=16: single append 100 B",
+                cpu(app + "sampled16.cpu_ns"), std::nullopt});
+  if (auto d = delta(app + "attached.cpu_ns", app + "detached.cpu_ns")) {
+    pr.push_back({"comet probe attached: cost per uprobe hit (2 hits per append)", *d / 2,
+                  std::nullopt});
   }
-
-  if (filter.empty() || any_measured(mp_rows)) {
-    o << "\n### Multi-process (fork()ed processes sharing one directory, concurrency.mode=multi)\n\n";
-    header_done = false;
-    print_rows(mp_rows);
-    o << "\nEach process is a fork() of the benchmark that opens its own client; writers append "
-         "only to shards they own (PickStream over 8 shards, checked by a probe append), start "
-         "together on a CLOCK_MONOTONIC start time sent through a pipe and report through pipes. "
-         "Targets: multi-process p50 ≤ 1.5 × the single-mode process's p50 from the same run; "
-         "2 writer processes ≥ 1.7 × 1. Write→read: the entry carries its CLOCK_MONOTONIC send "
-         "time; the spinning reader busy-polls Iterator::Next (the writer sends the next entry "
-         "once the previous one was seen), the parked one sleeps in Iterator::Wait while the "
-         "writer sleeps 1 ms between appends. Baselines: the same hand-off through a shared page "
-         "without Comet (store→spin, and FUTEX_WAKE of a reader in FUTEX_WAIT).\n";
-    // GetFigure's result is only valid until its next call.
-    auto value = [](const char* key) {
-      const Figure* f = GetFigure(key);
-      return f ? f->value : 0.0;
-    };
-    const double cpus1 = value("mp.batch100.multi1.cpus"), rate1 = value("mp.batch100.multi1.items_per_s");
-    const double cpus2 = value("mp.batch100.multi2.cpus"), rate2 = value("mp.batch100.multi2.items_per_s");
-    if (cpus1 > 0 && cpus2 > 0 && rate1 > 0 && rate2 > 0)
-      o << "Batched writers kept " << Fmt("%.2f", cpus1) << " CPUs busy with 1 process (its "
-        << "appending thread and its pre-fault thread; " << Fmt("%.0f", cpus1 * 1e9 / rate1)
-        << " CPU-ns per entry) and " << Fmt("%.2f", cpus2) << " with 2 ("
-        << Fmt("%.0f", cpus2 * 1e9 / rate2) << " CPU-ns per entry) on "
-        << sysconf(_SC_NPROCESSORS_ONLN) << " CPUs: the 2-process figure is CPU-bound, and 1.7× "
-        << "needs one process to use no more than " << Fmt("%.2f", 2 / 1.7)
-        << " CPUs at the same cost per entry.\n";
-  }
-
-  // Observing appends: USDT sites detached, the export map, comet probe attached.
-  {
-    auto cpu = [](const std::string& key) -> std::optional<double> {
-      const Figure* f = GetFigure(key);
-      if (!f) return std::nullopt;
-      return f->value;
-    };
-    auto delta = [&](const std::string& a, const std::string& b) -> std::optional<double> {
-      auto x = cpu(a), y = cpu(b);
-      if (!x || !y) return std::nullopt;
-      return *x - *y;
-    };
-    struct ProbeRow {
-      std::string figure;
-      std::optional<double> ns;
-      std::optional<double> target;
-    };
-    const std::string sites = "probe.sites.", app = "probe.append.";
-    std::vector<ProbeRow> pr = {
-        {"USDT sites with nothing attached, per append, around an append's floor (copy + CRC)",
-         delta(sites + "floor.detached.cpu_ns", sites + "floor.none.cpu_ns"), 1},
-        {"USDT sites with nothing attached, per append, around an empty call",
-         delta(sites + "empty.detached.cpu_ns", sites + "empty.none.cpu_ns"), std::nullopt},
-        {"single append 100 B, probes detached, export off (thread CPU per append)",
-         cpu(app + "detached.cpu_ns"), std::nullopt},
-        {"export map on: added cost per append (interleaved A/B, fastest chunks)",
-         delta("probe.export_ab.on.cpu_ns", "probe.export_ab.off.cpu_ns"), 10},
-        {"single append 100 B, export map on (separate run)", cpu(app + "export.cpu_ns"),
-         std::nullopt},
-        {"comet probe attached: single append 100 B (thread CPU, traps included)",
-         cpu(app + "attached.cpu_ns"), std::nullopt},
-    };
-    pr.push_back({"comet probe attached, metrics.probe_sample=16: single append 100 B",
-                  cpu(app + "sampled16.cpu_ns"), std::nullopt});
-    if (auto d = delta(app + "attached.cpu_ns", app + "detached.cpu_ns")) {
-      pr.push_back({"comet probe attached: cost per uprobe hit (2 hits per append)", *d / 2,
-                    std::nullopt});
-    }
-    bool any = false;
-    for (const ProbeRow& r : pr) any = any || r.ns;
-    if (any) {
-      o << "\n### Observing appends (eBPF)\n\n| figure | Comet | target |\n| --- | ---: | --- |\n";
-      for (const ProbeRow& r : pr) {
-        std::string v = r.ns ? Fmt("%.2f ns", *r.ns) : "n/a (needs root and BPF)";
-        std::string t = "—";
-        if (r.target) {
-          t = "≤ " + Fmt("%.0f ns", *r.target);
-          if (r.ns) t += *r.ns <= *r.target ? " ✓" : " ✗";
-        }
-        o << "| " << r.figure << " | " << v << " | " << t << " |\n";
+  bool any = false;
+  for (const ProbeRow& r : pr) any = any || r.ns;
+  if (any) {
+    o << "\n### Observing appends (eBPF)\n\n| figure | Comet | target |\n| --- | ---: | --- |\n";
+    for (const ProbeRow& r : pr) {
+      std::string v = r.ns ? Fmt("%.2f ns", *r.ns) : "n/a (needs root and BPF)";
+      std::string t = "—";
+      if (r.target) {
+        t = "≤ " + Fmt("%.0f ns", *r.target);
+        if (r.ns) t += *r.ns <= *r.target ? " ✓" : " ✗";
       }
-      o << "\nThread CPU time, medians over the repetitions; differences of a nanosecond are "
-           "within the noise of a shared machine, so the detached-sites and export figures "
-           "interleave chunks of both variants and compare each one's fastest chunk. The sites' "
-           "cost is measured on a stand-in "
-           "call with the same two probe sites as Client::Append (one load and one branch when "
-           "detached); attached, every hit is a uprobe trap into the kernel.\n";
+      o << "| " << r.figure << " | " << v << " | " << t << " |\n";
     }
+    o << "\nThread CPU time, medians over the repetitions; differences of a nanosecond are "
+         "within the noise of a shared machine, so the detached-sites and export figures "
+         "interleave chunks of both variants and compare each one's fastest chunk. The sites' "
+         "cost is measured on a stand-in "
+         "call with the same two probe sites as Client::Append (one load and one branch when "
+         "detached); attached, every hit is a uprobe trap into the kernel.\n";
   }
+}
 
-  // Where a fresh segment page costs its writer time (bench/first_touch_bench.cc).
-  {
-    const std::vector<std::pair<std::string, std::string>> probe = {
-        {"write2", "write(2) of 4 KiB into an O_APPEND file"},
-        {"populate", "MADV_POPULATE_WRITE, 4 KiB mapping entries"},
-        {"store_first", "first store after populating"},
-        {"store_second", "second store into the same page"},
-        {"load_first", "first load after populating (instead of a store)"},
-        {"store_after_pwrite", "first store after the kernel wrote the page (pwrite)"},
-        {"touch", "atomic add of zero after populating (the pre-fault touch)"},
-        {"store_after_touch", "store after the touch"},
-        {"populate_huge", "MADV_POPULATE_WRITE, 2 MiB-aligned, MADV_HUGEPAGE"},
-        {"store_after_populate_huge", "first store after that"},
-        {"store_same_map_after_sync", "store through the same mapping after write-back"},
-        {"populate_recycled", "MADV_POPULATE_WRITE of a second mapping of cached, written pages"},
-        {"store_recycled_after_populate", "first store after that"},
-        {"fadvise_dontneed", "posix_fadvise(DONTNEED) of written-back pages"},
-        {"populate_after_dontneed", "MADV_POPULATE_WRITE of a fresh file right after that"},
-        {"store_after_populate_after_dontneed", "first store after that"},
-        {"store_after_zap_and_repopulate", "store after MADV_DONTNEED and populate again"},
-        {"anon_first", "first store into fresh anonymous memory"}};
-    bool any = false;
-    for (const auto& [k, label] : probe) any = any || GetFigure("probe.page." + k);
-    if (any) {
-      o << "\n### Fresh pages: cost per 4 KiB page (16 MiB fallocated file)\n\n"
-           "| step | per page |\n| --- | ---: |\n";
-      for (const auto& [k, label] : probe) {
-        const Figure* f = GetFigure("probe.page." + k);
-        o << "| " << label << " | " << (f ? FmtNs(f->value) : "n/a") << " |\n";
-      }
-      o << "\nA first access that costs microseconds although the page is populated, that a "
-           "load pays as a store does and a page the kernel has just written pays too, is the "
-           "hypervisor building its own entry for the process's new page-table entry (shadow "
-           "paging); one 2 MiB entry pays it once for 512 pages. A populate that costs "
-           "microseconds for a fresh page but much less for a cached one is the zeroing of a "
-           "new page-cache page touching guest memory the host no longer backs.\n";
+// Where a fresh segment page costs its writer time (bench/first_touch_bench.cc).
+void WriteFreshPages(std::ostream& o) {
+  const std::vector<std::pair<std::string, std::string>> probe = {
+      {"write2", "write(2) of 4 KiB into an O_APPEND file"},
+      {"populate", "MADV_POPULATE_WRITE, 4 KiB mapping entries"},
+      {"store_first", "first store after populating"},
+      {"store_second", "second store into the same page"},
+      {"load_first", "first load after populating (instead of a store)"},
+      {"store_after_pwrite", "first store after the kernel wrote the page (pwrite)"},
+      {"touch", "atomic add of zero after populating (the pre-fault touch)"},
+      {"store_after_touch", "store after the touch"},
+      {"populate_huge", "MADV_POPULATE_WRITE, 2 MiB-aligned, MADV_HUGEPAGE"},
+      {"store_after_populate_huge", "first store after that"},
+      {"store_same_map_after_sync", "store through the same mapping after write-back"},
+      {"populate_recycled", "MADV_POPULATE_WRITE of a second mapping of cached, written pages"},
+      {"store_recycled_after_populate", "first store after that"},
+      {"fadvise_dontneed", "posix_fadvise(DONTNEED) of written-back pages"},
+      {"populate_after_dontneed", "MADV_POPULATE_WRITE of a fresh file right after that"},
+      {"store_after_populate_after_dontneed", "first store after that"},
+      {"store_after_zap_and_repopulate", "store after MADV_DONTNEED and populate again"},
+      {"anon_first", "first store into fresh anonymous memory"}};
+  bool any = false;
+  for (const auto& [k, label] : probe) any = any || GetFigure("probe.page." + k);
+  if (any) {
+    o << "\n### Fresh pages: cost per 4 KiB page (16 MiB fallocated file)\n\n"
+         "| step | per page |\n| --- | ---: |\n";
+    for (const auto& [k, label] : probe) {
+      const Figure* f = GetFigure("probe.page." + k);
+      o << "| " << label << " | " << (f ? FmtNs(f->value) : "n/a") << " |\n";
     }
+    o << "\nA first access that costs microseconds although the page is populated, that a "
+         "load pays as a store does and a page the kernel has just written pays too, is the "
+         "hypervisor building its own entry for the process's new page-table entry (shadow "
+         "paging); one 2 MiB entry pays it once for 512 pages. A populate that costs "
+         "microseconds for a fresh page but much less for a cached one is the zeroing of a "
+         "new page-cache page touching guest memory the host no longer backs.\n";
   }
+}
 
-  // Diagnostics: what the appending thread went through in each timed loop.
+// Diagnostics: what the appending thread went through in each timed loop.
+void WriteDiagnostics(std::ostream& o) {
   std::vector<std::pair<std::string, std::string>> diag = {
       {"append.single.handle.none", "single/handle/none"},
       {"append.single.handle.interval", "single/handle/interval"},
@@ -576,7 +607,11 @@ std::string BuildTable(const std::string& filter, const std::string& load_line, 
   if (header)
     o << "\n(A 100-byte entry fills a 4 KiB page every ~35 entries: 28,000 faults /M means the "
          "writer faulted every page itself.)\n";
+}
 
+// How to read the table, and what it was measured on.
+void WriteFooter(std::ostream& o, const std::string& filter, const std::string& load_line,
+                 int reps) {
   o << "\nRatio: how many times better Comet is than the baseline (latency: baseline/Comet; "
        "throughput: Comet/baseline); above 1 means Comet is faster.\n";
   o << "Latency percentiles come from a log-linear histogram (exact below 1 µs, ≤ 1.6% above) of "
@@ -594,6 +629,18 @@ std::string BuildTable(const std::string& filter, const std::string& load_line, 
        "noise.\n";
   if (!filter.empty()) o << "Filtered run: --benchmark_filter=" << filter << "\n";
   for (const auto& [k, v] : Notes()) o << "Note (" << k << "): " << v << "\n";
+}
+
+// The results table, one section after another.
+std::string BuildTable(const std::string& filter, const std::string& load_line, int reps) {
+  std::ostringstream o;
+  WriteHeadline(o, filter);
+  WriteOriginalMethod(o, filter);
+  WriteMultiProcess(o, filter);
+  WriteProbes(o);
+  WriteFreshPages(o);
+  WriteDiagnostics(o);
+  WriteFooter(o, filter, load_line, reps);
   return o.str();
 }
 
