@@ -412,34 +412,44 @@ void WriteHeadline(std::ostream& o, const std::string& filter) {
             "floor.record.mean_ns");
 }
 
-void WriteOriginalMethod(std::ostream& o, const std::string& filter) {
-  const std::vector<Row> rows = OriginalMethodRows();
-  if (!filter.empty() && !AnyMeasured(rows)) return;
-  o << "\n### Against the original's method, measured here (framed records, write(2))\n\n";
+// A section of rows: its title, its table and how to read it. A filtered run that measured none
+// of its rows leaves it out (false).
+bool WriteRowSection(std::ostream& o, const std::string& filter, const char* title,
+                     const std::vector<Row>& rows, const char* how) {
+  if (!filter.empty() && !AnyMeasured(rows)) return false;
+  o << "\n### " << title << "\n\n";
   RowTable(o, filter).Rows(rows);
-  o << "\nThe original appends into a user-space buffer and hands it to the kernel with "
-       "write(2). The baseline does the same with Comet's own framing (16-byte header, "
-       "CRC32C, batch flag) into an O_APPEND file, flushing once per batch or whenever 4 KiB "
-       "or 64 KiB are buffered; each Comet batch benchmark runs right after its baseline in "
-       "every pass, and the ratio is the median (range) of those neighbouring pairs. CPU per "
-       "entry is the whole process's user+system time (Comet's pre-fault thread included; "
-       "kernel writeback threads in neither).\n";
+  o << "\n" << how;
+  return true;
+}
+
+void WriteOriginalMethod(std::ostream& o, const std::string& filter) {
+  WriteRowSection(
+      o, filter, "Against the original's method, measured here (framed records, write(2))",
+      OriginalMethodRows(),
+      "The original appends into a user-space buffer and hands it to the kernel with "
+      "write(2). The baseline does the same with Comet's own framing (16-byte header, "
+      "CRC32C, batch flag) into an O_APPEND file, flushing once per batch or whenever 4 KiB "
+      "or 64 KiB are buffered; each Comet batch benchmark runs right after its baseline in "
+      "every pass, and the ratio is the median (range) of those neighbouring pairs. CPU per "
+      "entry is the whole process's user+system time (Comet's pre-fault thread included; "
+      "kernel writeback threads in neither).\n");
 }
 
 void WriteMultiProcess(std::ostream& o, const std::string& filter) {
-  const std::vector<Row> rows = MultiProcessRows();
-  if (!filter.empty() && !AnyMeasured(rows)) return;
-  o << "\n### Multi-process (fork()ed processes sharing one directory, concurrency.mode=multi)\n\n";
-  RowTable(o, filter).Rows(rows);
-  o << "\nEach process is a fork() of the benchmark that opens its own client; writers append "
-       "only to shards they own (PickStream over 8 shards, checked by a probe append), start "
-       "together on a CLOCK_MONOTONIC start time sent through a pipe and report through pipes. "
-       "Targets: multi-process p50 ≤ 1.5 × the single-mode process's p50 from the same run; "
-       "2 writer processes ≥ 1.7 × 1. Write→read: the entry carries its CLOCK_MONOTONIC send "
-       "time; the spinning reader busy-polls Iterator::Next (the writer sends the next entry "
-       "once the previous one was seen), the parked one sleeps in Iterator::Wait while the "
-       "writer sleeps 1 ms between appends. Baselines: the same hand-off through a shared page "
-       "without Comet (store→spin, and FUTEX_WAKE of a reader in FUTEX_WAIT).\n";
+  const bool shown = WriteRowSection(
+      o, filter, "Multi-process (fork()ed processes sharing one directory, concurrency.mode=multi)",
+      MultiProcessRows(),
+      "Each process is a fork() of the benchmark that opens its own client; writers append "
+      "only to shards they own (PickStream over 8 shards, checked by a probe append), start "
+      "together on a CLOCK_MONOTONIC start time sent through a pipe and report through pipes. "
+      "Targets: multi-process p50 ≤ 1.5 × the single-mode process's p50 from the same run; "
+      "2 writer processes ≥ 1.7 × 1. Write→read: the entry carries its CLOCK_MONOTONIC send "
+      "time; the spinning reader busy-polls Iterator::Next (the writer sends the next entry "
+      "once the previous one was seen), the parked one sleeps in Iterator::Wait while the "
+      "writer sleeps 1 ms between appends. Baselines: the same hand-off through a shared page "
+      "without Comet (store→spin, and FUTEX_WAKE of a reader in FUTEX_WAIT).\n");
+  if (!shown) return;
   // GetFigure's result is only valid until its next call.
   auto value = [](const char* key) {
     const Figure* f = GetFigure(key);
