@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "comet/client.h"
+#include "comet/counters.h"
 #include "comet/format.h"
 #include "comet/stats.h"
 #include "test_util.h"
@@ -267,6 +268,52 @@ TEST(StatsFormatTest, PrometheusIsOpenMetricsWithEscapedLabelsAndCumulativeBucke
   std::string json = comet::FormatStatsJson(s);
   EXPECT_TRUE(Contains(json, "\"name\":\"we\\\"ird\\\\pre\\u00ff:shard:0001\"")) << json;
   EXPECT_TRUE(Contains(json, "\"layout_version\":\"1.0\"")) << json;
+}
+
+// Every counter of comet/counters.h, each given its own value, appears with that value, its name
+// and its help text in the JSON, Prometheus and text renderings.
+TEST(StatsFormatTest, EveryCounterAppearsInEveryRendering) {
+  comet::DirectoryStats s;
+  s.dir = "/d";
+  comet::StreamStats st;
+  st.name = "p:shard:0001";
+  st.shard = 1;
+  uint64_t value = 1000;
+#define SET_DIRECTORY_COUNTER(field, ...) s.field = value++;
+  COMET_DIRECTORY_COUNTERS(SET_DIRECTORY_COUNTER)
+#undef SET_DIRECTORY_COUNTER
+#define SET_STREAM_COUNTER(field, ...) st.field = value++;
+  COMET_STREAM_COUNTERS(SET_STREAM_COUNTER)
+#undef SET_STREAM_COUNTER
+  s.streams.push_back(st);
+  const std::string json = comet::FormatStatsJson(s);
+  const std::string prom = comet::FormatStatsPrometheus(s);
+  const std::string text = comet::FormatStatsText(s);
+  const std::string labels = "{stream=\"p:shard:0001\",prefix_id=\"0\",shard=\"1\"}";
+  auto expect_counter = [&](const std::string& field, const char* name, const char* help,
+                            const std::string& sample_labels, uint64_t v, const std::string& in_text) {
+    const std::string n = std::to_string(v);
+    EXPECT_TRUE(Contains(json, "\"" + field + "\":" + n + ",") ||
+                Contains(json, "\"" + field + "\":" + n + "}"))
+        << field << " missing from the JSON:\n" << json;
+    EXPECT_TRUE(Contains(prom, "# TYPE " + std::string(name) + " counter\n")) << name << "\n" << prom;
+    EXPECT_TRUE(Contains(prom, "# HELP " + std::string(name) + " " + help + "\n")) << name << "\n" << prom;
+    EXPECT_TRUE(Contains(prom, std::string(name) + "_total" + sample_labels + " " + n + "\n"))
+        << name << " sample missing:\n" << prom;
+    EXPECT_TRUE(Contains(text, in_text)) << field << " missing from the text:\n" << text;
+  };
+  value = 1000;
+#define CHECK_DIRECTORY_COUNTER(field, name, help, label) \
+  expect_counter(#field, name, help, "", value, std::to_string(value) + " " + label); \
+  value++;
+  COMET_DIRECTORY_COUNTERS(CHECK_DIRECTORY_COUNTER)
+#undef CHECK_DIRECTORY_COUNTER
+#define CHECK_STREAM_COUNTER(field, name, unit, help, column, width) \
+  expect_counter(#field, name, help, labels, value, column);         \
+  EXPECT_TRUE(Contains(text, "  " + std::to_string(value))) << #field << "\n" << text; \
+  value++;
+  COMET_STREAM_COUNTERS(CHECK_STREAM_COUNTER)
+#undef CHECK_STREAM_COUNTER
 }
 
 // ---- `comet stats` ---------------------------------------------------------------------------

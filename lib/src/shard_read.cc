@@ -251,13 +251,13 @@ void Shard::AddStats(Stats* s) const {
   s->prefaulted_bytes += prefaulted_.load(std::memory_order_relaxed);
   s->cold_rotations += cold_rotations_.load(std::memory_order_relaxed);
   if (!slot_) return;
-  s->appended_entries += slot_->appended_entries.load(std::memory_order_relaxed);
-  s->appended_bytes += slot_->appended_bytes.load(std::memory_order_relaxed);
-  s->stored_bytes += slot_->stored_bytes.load(std::memory_order_relaxed);
-  s->compressed_entries += slot_->compressed_entries.load(std::memory_order_relaxed);
-  s->rotations += slot_->rotations.load(std::memory_order_relaxed);
-  s->syncs += slot_->syncs.load(std::memory_order_relaxed);
-  s->failed_appends += slot_->failed_appends.load(std::memory_order_relaxed);
+  // Every stream counter from the slot, but corrupt_records: counted above by this process,
+  // which finds damage as a reader too (the slot's count is the writers').
+#define COMET_ADD_SLOT_COUNTER(field, ...)         \
+  if (&Stats::field != &Stats::corrupt_records) \
+    s->field += slot_->field.load(std::memory_order_relaxed);
+  COMET_STREAM_COUNTERS(COMET_ADD_SLOT_COUNTER)
+#undef COMET_ADD_SLOT_COUNTER
 }
 
 }  // namespace comet::internal

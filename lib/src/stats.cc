@@ -93,14 +93,9 @@ StreamStats ReadShard(const format::ShardSlot& slot, const std::string& prefix) 
   auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   st.committed_entry = slot.committed_entry.load(std::memory_order_acquire);
   st.synced_entry = get(slot.synced_entry);
-  st.appended_entries = get(slot.appended_entries);
-  st.appended_bytes = get(slot.appended_bytes);
-  st.stored_bytes = get(slot.stored_bytes);
-  st.compressed_entries = get(slot.compressed_entries);
-  st.rotations = get(slot.rotations);
-  st.syncs = get(slot.syncs);
-  st.corrupt_records = get(slot.corrupt_records);
-  st.failed_appends = get(slot.failed_appends);
+#define COMET_READ_COUNTER(field, ...) st.field = get(slot.field);
+  COMET_STREAM_COUNTERS(COMET_READ_COUNTER)
+#undef COMET_READ_COUNTER
   st.retained_from = get(slot.retained_from);
   return st;
 }
@@ -275,14 +270,9 @@ void AppendStreamJson(std::string* out, const StreamStats& st) {
   o.Int("owner_slot", st.owner_slot);
   o.Num("committed_entry", st.committed_entry);
   o.Num("synced_entry", st.synced_entry);
-  o.Num("appended_entries", st.appended_entries);
-  o.Num("appended_bytes", st.appended_bytes);
-  o.Num("stored_bytes", st.stored_bytes);
-  o.Num("compressed_entries", st.compressed_entries);
-  o.Num("rotations", st.rotations);
-  o.Num("syncs", st.syncs);
-  o.Num("corrupt_records", st.corrupt_records);
-  o.Num("failed_appends", st.failed_appends);
+#define COMET_COUNTER_JSON(field, ...) o.Num(#field, st.field);
+  COMET_STREAM_COUNTERS(COMET_COUNTER_JSON)
+#undef COMET_COUNTER_JSON
   o.Num("retained_from", st.retained_from);
   o.Close();
 }
@@ -378,16 +368,21 @@ void AppendStreamTable(std::string* out, const DirectoryStats& s) {
   int w = 6;
   for (const StreamStats& st : s.streams) w = std::max(w, static_cast<int>(st.name.size()));
   out->append("streams:\n");
-  out->append(Format("  %-*s  %5s  %12s  %12s  %12s  %14s  %14s  %9s  %7s  %7s  %6s\n", w,
-                     "STREAM", "OWNER", "COMMITTED", "SYNCED", "APPENDED", "APPENDED B",
-                     "STORED B", "ROTATIONS", "SYNCS", "CORRUPT", "FAILED"));
+  out->append(Format("  %-*s  %5s  %12s  %12s", w, "STREAM", "OWNER", "COMMITTED", "SYNCED"));
+#define COMET_COUNTER_HEADING(field, prom, unit, help, column, width) \
+  out->append(Format("  %*s", width, column));
+  COMET_STREAM_COUNTERS(COMET_COUNTER_HEADING)
+#undef COMET_COUNTER_HEADING
+  out->push_back('\n');
   for (const StreamStats& st : s.streams) {
     std::string owner = st.owner_slot < 0 ? "-" : std::to_string(st.owner_slot);
-    out->append(Format("  %-*s  %5s  %12" PRIu64 "  %12" PRIu64 "  %12" PRIu64 "  %14" PRIu64
-                       "  %14" PRIu64 "  %9" PRIu64 "  %7" PRIu64 "  %7" PRIu64 "  %6" PRIu64 "\n",
-                       w, st.name.c_str(), owner.c_str(), st.committed_entry, st.synced_entry,
-                       st.appended_entries, st.appended_bytes, st.stored_bytes, st.rotations,
-                       st.syncs, st.corrupt_records, st.failed_appends));
+    out->append(Format("  %-*s  %5s  %12" PRIu64 "  %12" PRIu64, w, st.name.c_str(),
+                       owner.c_str(), st.committed_entry, st.synced_entry));
+#define COMET_COUNTER_CELL(field, prom, unit, help, column, width) \
+  out->append(Format("  %*" PRIu64, width, st.field));
+    COMET_STREAM_COUNTERS(COMET_COUNTER_CELL)
+#undef COMET_COUNTER_CELL
+    out->push_back('\n');
   }
 }
 
@@ -539,20 +534,10 @@ constexpr StreamMetric kStreamMetrics[] = {
      &StreamStats::committed_entry},
     {"comet_stream_synced_entry", "gauge", "", "Entries below this survived fdatasync.",
      &StreamStats::synced_entry},
-    {"comet_stream_appended_entries", "counter", "", "Entries appended.",
-     &StreamStats::appended_entries},
-    {"comet_stream_appended_bytes", "counter", "bytes", "Payload bytes appended, as given.",
-     &StreamStats::appended_bytes},
-    {"comet_stream_stored_bytes", "counter", "bytes",
-     "Bytes written to segments, framing and compression included.", &StreamStats::stored_bytes},
-    {"comet_stream_compressed_entries", "counter", "", "Entries stored zstd-compressed.",
-     &StreamStats::compressed_entries},
-    {"comet_stream_rotations", "counter", "", "Segment rotations.", &StreamStats::rotations},
-    {"comet_stream_syncs", "counter", "", "fdatasync calls.", &StreamStats::syncs},
-    {"comet_stream_corrupt_records", "counter", "", "Records that failed their CRC.",
-     &StreamStats::corrupt_records},
-    {"comet_stream_failed_appends", "counter", "", "Appends that failed.",
-     &StreamStats::failed_appends},
+#define COMET_COUNTER_METRIC(field, prom, unit, help, ...) \
+  {prom, "counter", unit, help, &StreamStats::field},
+    COMET_STREAM_COUNTERS(COMET_COUNTER_METRIC)
+#undef COMET_COUNTER_METRIC
     {"comet_stream_retained_from", "gauge", "",
      "Retention deleted every entry below this entry number.", &StreamStats::retained_from},
 };
@@ -615,20 +600,11 @@ void AppendProcessMetrics(std::string* out, const DirectoryStats& s) {
 }
 
 void AppendDirectoryCounters(std::string* out, const DirectoryStats& s) {
-  const std::pair<const char*, std::pair<const char*, uint64_t>> counters[] = {
-      {"comet_rebuilds", {"Times the control region was rebuilt.", s.rebuilds}},
-      {"comet_corrupt_records", {"CRC failures seen, all streams.", s.corrupt_records}},
-      {"comet_torn_tails", {"Torn tails truncated by recovery.", s.torn_tails}},
-      {"comet_gaps", {"Missing segments reported.", s.gaps}},
-      {"comet_takeovers", {"Shards taken over from dead owners.", s.takeovers}},
-      {"comet_uncaptured_lines",
-       {"Output lines the LD_PRELOAD shim could not store (sent to their original destination).",
-        s.uncaptured_lines}},
-  };
-  for (const auto& [name, help_value] : counters) {
-    AppendFamily(out, name, "counter", help_value.first);
-    AppendSample(out, std::string(name) + "_total", {}, std::to_string(help_value.second));
-  }
+#define COMET_COUNTER_METRIC(field, prom, help, ...) \
+  AppendFamily(out, prom, "counter", help);          \
+  AppendSample(out, std::string(prom) + "_total", {}, std::to_string(s.field));
+  COMET_DIRECTORY_COUNTERS(COMET_COUNTER_METRIC)
+#undef COMET_COUNTER_METRIC
 }
 
 void AppendRetentionMetrics(std::string* out, const DirectoryStats& s) {
@@ -688,12 +664,9 @@ Result<DirectoryStats> ReadStats(const std::string& dir) {
   s.layout_version = h->version.load(std::memory_order_acquire);
   s.max_processes = h->max_processes;
   s.max_streams = h->max_shards;
-  s.rebuilds = h->rebuilds.load(std::memory_order_relaxed);
-  s.corrupt_records = h->corrupt_records.load(std::memory_order_relaxed);
-  s.torn_tails = h->torn_tails.load(std::memory_order_relaxed);
-  s.gaps = h->gaps.load(std::memory_order_relaxed);
-  s.takeovers = h->takeovers.load(std::memory_order_relaxed);
-  s.uncaptured_lines = h->uncaptured_lines.load(std::memory_order_relaxed);
+#define COMET_READ_COUNTER(field, ...) s.field = h->field.load(std::memory_order_relaxed);
+  COMET_DIRECTORY_COUNTERS(COMET_READ_COUNTER)
+#undef COMET_READ_COUNTER
   ReadProcesses(r, dir, &s);
   ReadStreams(r, dir, &s);
   ReadGroups(r, dir, &s);
@@ -711,12 +684,9 @@ std::string FormatStatsJson(const DirectoryStats& s) {
   o.Key("counters");
   {
     JsonObject c(&out);
-    c.Num("rebuilds", s.rebuilds);
-    c.Num("corrupt_records", s.corrupt_records);
-    c.Num("torn_tails", s.torn_tails);
-    c.Num("gaps", s.gaps);
-    c.Num("takeovers", s.takeovers);
-    c.Num("uncaptured_lines", s.uncaptured_lines);
+#define COMET_COUNTER_JSON(field, ...) c.Num(#field, s.field);
+    COMET_DIRECTORY_COUNTERS(COMET_COUNTER_JSON)
+#undef COMET_COUNTER_JSON
     c.Close();
   }
   o.Key("processes");
@@ -763,11 +733,14 @@ std::string FormatStatsText(const DirectoryStats& s) {
       Format("%s: layout %s, %zu of %" PRIu32 " streams, %zu live of %" PRIu32 " process slots\n",
              s.dir.c_str(), text::VersionText(s.layout_version).c_str(), s.streams.size(),
              s.max_streams, live, s.max_processes);
-  out += Format("counters: %" PRIu64 " rebuilds, %" PRIu64 " corrupt records, %" PRIu64
-                " torn tails, %" PRIu64 " gaps, %" PRIu64 " takeovers, %" PRIu64
-                " uncaptured lines\n",
-                s.rebuilds, s.corrupt_records, s.torn_tails, s.gaps, s.takeovers,
-                s.uncaptured_lines);
+  out += "counters:";
+  const char* sep = " ";
+#define COMET_COUNTER_TEXT(field, prom, help, label)                    \
+  out += Format("%s%" PRIu64 " %s", sep, s.field, label); \
+  sep = ", ";
+  COMET_DIRECTORY_COUNTERS(COMET_COUNTER_TEXT)
+#undef COMET_COUNTER_TEXT
+  out += "\n";
   AppendProcessTable(&out, s);
   AppendStreamTable(&out, s);
   AppendGroupTable(&out, s);

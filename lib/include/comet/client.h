@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "comet/config.h"
+#include "comet/counters.h"
 #include "comet/status.h"
 #include "comet/stream.h"
 
@@ -131,9 +132,12 @@ struct StreamInfo {
 };
 
 struct Stats {
-  uint64_t appended_entries = 0, appended_bytes = 0, stored_bytes = 0, compressed_entries = 0,
-           rotations = 0, syncs = 0, corrupt_records = 0, torn_tails = 0, gaps = 0,
-           failed_appends = 0, streams = 0, segments = 0;
+  // appended_entries, ..., corrupt_records, failed_appends (comet/counters.h): this process's
+  // streams; corrupt_records counts what this process found, as a reader too.
+#define COMET_CLIENT_STATS_FIELD(field, ...) uint64_t field = 0;
+  COMET_STREAM_COUNTERS(COMET_CLIENT_STATS_FIELD)
+#undef COMET_CLIENT_STATS_FIELD
+  uint64_t torn_tails = 0, gaps = 0, streams = 0, segments = 0;
   // This process's writers: bytes of segment pages mapped and touched ahead of the writer
   // (storage.prefault_bytes), and rotations onto a segment that was not touched in full.
   uint64_t prefaulted_bytes = 0, cold_rotations = 0;

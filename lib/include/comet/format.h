@@ -84,6 +84,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "comet/counters.h"
 #include "comet/metric_ops.h"
 
 namespace comet::format {
@@ -157,6 +158,9 @@ constexpr uint32_t control_version(uint32_t major, uint32_t minor) { return majo
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 
+// A counter of comet/counters.h as a shared-memory field.
+#define COMET_COUNTER_FIELD(field, ...) std::atomic<uint64_t> field;
+
 struct ControlHeader {
   // line 0: written once by the creator, covered by header_crc.
   uint64_t magic;                       // 0   kControlMagic
@@ -182,14 +186,9 @@ struct ControlHeader {
   std::atomic<uint32_t> group_count;    // 132: group slots in use (append-only)
   std::atomic<uint64_t> generation;     // 136: bumped when process membership changes
   std::atomic<uint32_t> offset_count;   // 144: offset slots in use (append-only)
-  // line 3: directory-wide counters.
-  alignas(kCacheLine) std::atomic<uint64_t> rebuilds;     // 192: times the region was rebuilt
-  std::atomic<uint64_t> corrupt_records;                  // 200: CRC failures seen, all shards
-  std::atomic<uint64_t> torn_tails;                       // 208: torn tails truncated
-  std::atomic<uint64_t> gaps;                             // 216: missing segments reported
-  std::atomic<uint64_t> takeovers;                        // 224: shards taken from dead owners
-  std::atomic<uint64_t> uncaptured_lines;                 // 232: output lines the LD_PRELOAD
-                                                          //      shim could not store
+  uint8_t pad2[44];                     // 148
+  // line 3: directory-wide counters (comet/counters.h), from offset 192.
+  COMET_DIRECTORY_COUNTERS(COMET_COUNTER_FIELD)
   // line 4: retention (layout 1.1 files created before it hold zeros here, which is right).
   alignas(kCacheLine) std::atomic<uint64_t> retention_passes;  // 256: passes run
   std::atomic<uint64_t> retention_segments;               // 264: segment files deleted
@@ -231,6 +230,13 @@ static_assert(offsetof(ControlHeader, retention_bytes) == 280);
 static_assert(offsetof(ControlHeader, retention_unconsumed) == 288);
 static_assert(offsetof(ControlHeader, retention_last_ns) == 296);
 static_assert(sizeof(ControlHeader) <= kControlHeaderSize);
+// Each directory counter at 192 + 8 * its place in the list, all on one cache line.
+#define COMET_CHECK_DIRECTORY_COUNTER(field, ...)                \
+  static_assert(offsetof(ControlHeader, field) ==                \
+                192 + 8 * static_cast<size_t>(DirectoryCounter::field));
+COMET_DIRECTORY_COUNTERS(COMET_CHECK_DIRECTORY_COUNTER)
+#undef COMET_CHECK_DIRECTORY_COUNTER
+static_assert(8 * static_cast<size_t>(DirectoryCounter::kCount) <= kCacheLine);
 
 // ProcessSlot::state.
 enum ProcessState : uint32_t { kProcessNeverUsed = 0, kProcessLive = 1, kProcessClosed = 2 };
@@ -293,15 +299,8 @@ struct ShardSlot {
   std::atomic<uint32_t> futex_seq;      // 128
   std::atomic<uint32_t> waiters;        // 132
   uint8_t pad2[56];                     // 136
-  // line 3: per-shard counters.
-  std::atomic<uint64_t> appended_entries;  // 192
-  std::atomic<uint64_t> appended_bytes;    // 200 payload bytes as given by the caller
-  std::atomic<uint64_t> stored_bytes;      // 208 bytes written to segments (framing included)
-  std::atomic<uint64_t> compressed_entries;// 216
-  std::atomic<uint64_t> rotations;         // 224
-  std::atomic<uint64_t> syncs;             // 232
-  std::atomic<uint64_t> corrupt_records;   // 240
-  std::atomic<uint64_t> failed_appends;    // 248
+  // line 3: per-stream counters (comet/counters.h), from offset 192.
+  COMET_STREAM_COUNTERS(COMET_COUNTER_FIELD)
 };
 static_assert(offsetof(ShardSlot, owner) == 16);
 static_assert(offsetof(ShardSlot, retained_from) == 24);
@@ -314,6 +313,13 @@ static_assert(offsetof(ShardSlot, waiters) == 132);
 static_assert(offsetof(ShardSlot, appended_entries) == 192);
 static_assert(offsetof(ShardSlot, failed_appends) == 248);
 static_assert(sizeof(ShardSlot) == 256);
+// Each stream counter at 192 + 8 * its place in the list, all on one cache line.
+#define COMET_CHECK_STREAM_COUNTER(field, ...)                   \
+  static_assert(offsetof(ShardSlot, field) == 192 + 8 * static_cast<size_t>(StreamCounter::field));
+COMET_STREAM_COUNTERS(COMET_CHECK_STREAM_COUNTER)
+#undef COMET_CHECK_STREAM_COUNTER
+static_assert(8 * static_cast<size_t>(StreamCounter::kCount) == kCacheLine);
+#undef COMET_COUNTER_FIELD
 
 // Consumer groups (layout 1.1): one slot per group, then one per (group, stream) offset. The
 // offsets are also kept in a durable file per group (below), so a rebuilt region loses none.

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "comet/counters.h"
 #include "comet/metric_ops.h"
 #include "comet/status.h"
 
@@ -41,9 +42,9 @@ struct StreamStats {
   uint32_t prefix_id = 0;
   uint32_t shard = 0;
   int32_t owner_slot = -1;   // process slot of the current writer, -1 if none
-  uint64_t committed_entry = 0, synced_entry = 0, appended_entries = 0, appended_bytes = 0,
-           stored_bytes = 0, compressed_entries = 0, rotations = 0, syncs = 0,
-           corrupt_records = 0, failed_appends = 0;
+  uint64_t committed_entry = 0, synced_entry = 0;
+#define COMET_STATS_FIELD(field, ...) uint64_t field = 0;
+  COMET_STREAM_COUNTERS(COMET_STATS_FIELD)  // appended_entries, ... (comet/counters.h)
   uint64_t retained_from = 0;  // retention deleted every entry below this
 };
 
@@ -80,9 +81,8 @@ struct DirectoryStats {
   uint32_t layout_version = 0;     // control_version(major, minor)
   uint32_t max_processes = 0;
   uint32_t max_streams = 0;
-  uint64_t rebuilds = 0, corrupt_records = 0, torn_tails = 0, gaps = 0, takeovers = 0;
-  // Output lines the LD_PRELOAD shim could not store (they went to their original destination).
-  uint64_t uncaptured_lines = 0;
+  // rebuilds, corrupt_records, torn_tails, gaps, takeovers, uncaptured_lines (comet/counters.h).
+  COMET_DIRECTORY_COUNTERS(COMET_STATS_FIELD)
   std::vector<ProcessInfo> processes;  // slots ever used
   std::vector<StreamStats> streams;    // sorted by name
   std::vector<GroupStreamStats> groups;  // every group's offset per stream, by group then stream
@@ -91,6 +91,8 @@ struct DirectoryStats {
   // Indexed by format::MetricOp, summed over every process slot.
   std::array<LatencyHistogram, format::kOpCount> ops;
 };
+
+#undef COMET_STATS_FIELD
 
 // Name of an operation for output ("append", "sync", "rotate", "read", "ack").
 const char* MetricOpName(uint32_t op);
