@@ -282,6 +282,9 @@ TEST(StatsFormatTest, EveryCounterAppearsInEveryRendering) {
 #define SET_DIRECTORY_COUNTER(field, ...) s.field = value++;
   COMET_DIRECTORY_COUNTERS(SET_DIRECTORY_COUNTER)
 #undef SET_DIRECTORY_COUNTER
+#define SET_RETENTION_COUNTER(header_field, field, ...) s.retention.field = value++;
+  COMET_RETENTION_COUNTERS(SET_RETENTION_COUNTER)
+#undef SET_RETENTION_COUNTER
 #define SET_STREAM_COUNTER(field, ...) st.field = value++;
   COMET_STREAM_COUNTERS(SET_STREAM_COUNTER)
 #undef SET_STREAM_COUNTER
@@ -308,6 +311,11 @@ TEST(StatsFormatTest, EveryCounterAppearsInEveryRendering) {
   value++;
   COMET_DIRECTORY_COUNTERS(CHECK_DIRECTORY_COUNTER)
 #undef CHECK_DIRECTORY_COUNTER
+#define CHECK_RETENTION_COUNTER(header_field, field, name, help)                   \
+  expect_counter(#field, name, help, "", value, std::to_string(value) + " ");         \
+  value++;
+  COMET_RETENTION_COUNTERS(CHECK_RETENTION_COUNTER)
+#undef CHECK_RETENTION_COUNTER
 #define CHECK_STREAM_COUNTER(field, name, unit, help, column, width) \
   expect_counter(#field, name, help, labels, value, column);         \
   EXPECT_TRUE(Contains(text, "  " + std::to_string(value))) << #field << "\n" << text; \

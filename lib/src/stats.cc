@@ -103,11 +103,9 @@ StreamStats ReadShard(const format::ShardSlot& slot, const std::string& prefix) 
 void ReadRetention(const shm::ControlRegion& r, DirectoryStats* s) {
   const format::ControlHeader* h = r.header();
   auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-  s->retention.passes = get(h->retention_passes);
-  s->retention.segments = get(h->retention_segments);
-  s->retention.entries = get(h->retention_entries);
-  s->retention.bytes = get(h->retention_bytes);
-  s->retention.unconsumed = get(h->retention_unconsumed);
+#define COMET_READ_COUNTER(header_field, field, ...) s->retention.field = get(h->header_field);
+  COMET_RETENTION_COUNTERS(COMET_READ_COUNTER)
+#undef COMET_READ_COUNTER
   s->retention.last_pass_ns = h->retention_last_ns.load(std::memory_order_relaxed);
   // Skipped counts are per (group, stream): summed into their group, by group slot.
   const uint32_t groups = r.group_count();
@@ -279,11 +277,9 @@ void AppendStreamJson(std::string* out, const StreamStats& st) {
 
 void AppendRetentionJson(std::string* out, const DirectoryStats& s) {
   JsonObject o(out);
-  o.Num("passes", s.retention.passes);
-  o.Num("segments", s.retention.segments);
-  o.Num("entries", s.retention.entries);
-  o.Num("bytes", s.retention.bytes);
-  o.Num("unconsumed", s.retention.unconsumed);
+#define COMET_COUNTER_JSON(header_field, field, ...) o.Num(#field, s.retention.field);
+  COMET_RETENTION_COUNTERS(COMET_COUNTER_JSON)
+#undef COMET_COUNTER_JSON
   o.Int("last_pass_ns", s.retention.last_pass_ns);
   o.Key("groups");
   out->push_back('[');
@@ -609,18 +605,11 @@ void AppendDirectoryCounters(std::string* out, const DirectoryStats& s) {
 
 void AppendRetentionMetrics(std::string* out, const DirectoryStats& s) {
   const RetentionStats& r = s.retention;
-  const std::pair<const char*, std::pair<const char*, uint64_t>> counters[] = {
-      {"comet_retention_passes", {"Retention passes run.", r.passes}},
-      {"comet_retention_segments", {"Segment files retention deleted.", r.segments}},
-      {"comet_retention_entries", {"Entries retention deleted.", r.entries}},
-      {"comet_retention_bytes", {"Segment bytes retention deleted.", r.bytes}},
-      {"comet_retention_unconsumed_entries",
-       {"Entries retention deleted before every group had consumed them.", r.unconsumed}},
-  };
-  for (const auto& [name, help_value] : counters) {
-    AppendFamily(out, name, "counter", help_value.first);
-    AppendSample(out, std::string(name) + "_total", {}, std::to_string(help_value.second));
-  }
+#define COMET_COUNTER_METRIC(header_field, field, prom, help) \
+  AppendFamily(out, prom, "counter", help);                  \
+  AppendSample(out, std::string(prom) + "_total", {}, std::to_string(r.field));
+  COMET_RETENTION_COUNTERS(COMET_COUNTER_METRIC)
+#undef COMET_COUNTER_METRIC
   AppendFamily(out, "comet_group_retention_lost", "counter",
                "Entries retention deleted before this group had consumed them.");
   for (const GroupLosses& g : s.group_losses) {

@@ -42,12 +42,27 @@
     "CORRUPT", 7)                                                                              \
   X(failed_appends, "comet_stream_failed_appends", "", "Appends that failed.", "FAILED", 6)
 
+// Retention's counters, one uint64 each on the control header's retention line (offset 256).
+// X(field, stats_field, prometheus_name, help) — `stats_field` names it in RetentionStats and is
+// its JSON key in the "retention" object.
+#define COMET_RETENTION_COUNTERS(X)                                                        \
+  X(retention_passes, passes, "comet_retention_passes", "Retention passes run.")           \
+  X(retention_segments, segments, "comet_retention_segments",                              \
+    "Segment files retention deleted.")                                                    \
+  X(retention_entries, entries, "comet_retention_entries", "Entries retention deleted.")   \
+  X(retention_bytes, bytes, "comet_retention_bytes", "Segment bytes retention deleted.")   \
+  X(retention_unconsumed, unconsumed, "comet_retention_unconsumed_entries",                \
+    "Entries retention deleted before every group had consumed them.")
+
 namespace comet {
 
 // Each counter's position in its list (DirectoryCounter::gaps == 3), for layout checks.
 #define COMET_COUNTER_ENUMERATOR(field, ...) field,
 enum class DirectoryCounter : size_t { COMET_DIRECTORY_COUNTERS(COMET_COUNTER_ENUMERATOR) kCount };
 enum class StreamCounter : size_t { COMET_STREAM_COUNTERS(COMET_COUNTER_ENUMERATOR) kCount };
+enum class RetentionCounter : size_t {
+  COMET_RETENTION_COUNTERS(COMET_COUNTER_ENUMERATOR) kCount
+};
 #undef COMET_COUNTER_ENUMERATOR
 
 }  // namespace comet

@@ -189,13 +189,10 @@ struct ControlHeader {
   uint8_t pad2[44];                     // 148
   // line 3: directory-wide counters (comet/counters.h), from offset 192.
   COMET_DIRECTORY_COUNTERS(COMET_COUNTER_FIELD)
-  // line 4: retention (layout 1.1 files created before it hold zeros here, which is right).
-  alignas(kCacheLine) std::atomic<uint64_t> retention_passes;  // 256: passes run
-  std::atomic<uint64_t> retention_segments;               // 264: segment files deleted
-  std::atomic<uint64_t> retention_entries;                // 272: entries deleted
-  std::atomic<uint64_t> retention_bytes;                  // 280: segment bytes deleted
-  std::atomic<uint64_t> retention_unconsumed;             // 288: entries deleted before some
-                                                          //      group had consumed them
+  uint8_t pad3[16];                     // 240
+  // line 4: retention (layout 1.1 files created before it hold zeros here, which is right): its
+  // counters (comet/counters.h) from offset 256, then the time of the last pass.
+  COMET_RETENTION_COUNTERS(COMET_COUNTER_FIELD)
   std::atomic<int64_t> retention_last_ns;                 // 296: wall clock of the last pass
 };
 static_assert(offsetof(ControlHeader, magic) == 0);
@@ -237,6 +234,11 @@ static_assert(sizeof(ControlHeader) <= kControlHeaderSize);
 COMET_DIRECTORY_COUNTERS(COMET_CHECK_DIRECTORY_COUNTER)
 #undef COMET_CHECK_DIRECTORY_COUNTER
 static_assert(8 * static_cast<size_t>(DirectoryCounter::kCount) <= kCacheLine);
+#define COMET_CHECK_RETENTION_COUNTER(field, ...)                \
+  static_assert(offsetof(ControlHeader, field) ==                \
+                256 + 8 * static_cast<size_t>(RetentionCounter::field));
+COMET_RETENTION_COUNTERS(COMET_CHECK_RETENTION_COUNTER)
+#undef COMET_CHECK_RETENTION_COUNTER
 
 // ProcessSlot::state.
 enum ProcessState : uint32_t { kProcessNeverUsed = 0, kProcessLive = 1, kProcessClosed = 2 };

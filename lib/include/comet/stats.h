@@ -50,8 +50,10 @@ struct StreamStats {
 
 // What retention did, all processes together.
 struct RetentionStats {
-  uint64_t passes = 0, segments = 0, entries = 0, bytes = 0;
-  uint64_t unconsumed = 0;    // entries deleted before some group had consumed them
+  // passes, segments, entries, bytes, unconsumed (comet/counters.h).
+#define COMET_RETENTION_STATS_FIELD(header_field, field, ...) uint64_t field = 0;
+  COMET_RETENTION_COUNTERS(COMET_RETENTION_STATS_FIELD)
+#undef COMET_RETENTION_STATS_FIELD
   int64_t last_pass_ns = 0;   // wall clock of the last pass (0: none yet)
 };
 
