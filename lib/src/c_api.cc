@@ -121,14 +121,18 @@ comet_message ToMessage(const comet::EntryId& id, int64_t timestamp_ns, std::str
                        data.size(), stream};
 }
 
+// A size-versioned struct from the caller holds at least its size field.
+int CheckSized(size_t size, const char* what) {
+  if (size >= 8) return COMET_OK;
+  return Fail(COMET_ERR_INVALID, std::string(what) + ": a struct of " + std::to_string(size) +
+                                     " bytes; at least 8 (its size field) expected");
+}
+
 // A struct versioned by size: fills the caller's `size` bytes with what fits of `full`, zeroes
 // fields this library does not know, and records in out->size how many bytes it filled.
 template <class T>
 int FillSized(const T& full, T* out, size_t size, const char* what) {
-  if (size < 8) {
-    return Fail(COMET_ERR_INVALID, std::string(what) + ": a struct of " + std::to_string(size) +
-                                       " bytes; at least 8 (its size field) expected");
-  }
+  if (int rc = CheckSized(size, what); rc != COMET_OK) return rc;
   const size_t n = std::min(size, sizeof(T));
   std::memset(static_cast<void*>(out), 0, size);
   std::memcpy(static_cast<void*>(out), &full, n);
@@ -454,9 +458,8 @@ int comet_get_stats(comet_client* c, comet_stats* out, size_t size) {
 
 int comet_retention_run(comet_client* c, comet_retention_report* out, size_t size) {
   if (!c) return Fail(COMET_ERR_INVALID, "comet_retention_run: null client");
-  if (out && size < 8) {  // refused before the pass runs
-    comet_retention_report none{};
-    return FillSized(none, out, size, "comet_retention_run");
+  if (out) {  // a struct too small is refused before the pass runs
+    if (int rc = CheckSized(size, "comet_retention_run"); rc != COMET_OK) return rc;
   }
   return Guard([&]() -> int {
     comet::Result<comet::RetentionReport> r = c->client->RunRetention();
